@@ -1,0 +1,46 @@
+"""mdl: a compiler and runtime for `.mdl` neural-network policy designs.
+
+The public API is imported lazily so that `import mdl` followed by `mdl.check_source(...)` never
+imports torch (the front end answers in milliseconds):
+
+- `mdl.check_source(text, path=None)` -> list of Diagnostic
+- `mdl.analyze(text, path=None)` -> Analysis (diagnostics, graphs, experiments)
+- `mdl.compile_source(text, model=None)` / `mdl.compile_file(path, model=None)` -> CompiledModel
+- `mdl.format_source(text)` -> canonically formatted text
+- `mdl.parse(text, path=None)` -> (Module, diagnostics)
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+__version__ = "0.1.0"
+
+_API = {
+    "check_source": "mdl.compiler.check",
+    "analyze": "mdl.compiler.check",
+    "compile_source": "mdl.compiler.api",
+    "compile_file": "mdl.compiler.api",
+    "CompiledModel": "mdl.compiler.api",
+    "CompileError": "mdl.compiler.diagnostics",
+    "Diagnostic": "mdl.compiler.diagnostics",
+    "Severity": "mdl.compiler.diagnostics",
+    "format_source": "mdl.dsl.format",
+    "parse": "mdl.dsl.parser",
+}
+
+__all__ = sorted(_API)
+
+
+def __getattr__(name: str) -> Any:
+    module = _API.get(name)
+    if module is None:
+        raise AttributeError(f"module 'mdl' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted([*globals(), *_API])

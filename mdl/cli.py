@@ -1,0 +1,271 @@
+"""`mdlc`: parse arguments, call the library, render, set the exit code.
+
+Exit codes: 0 success, 1 diagnostics with errors, 2 usage error, 3 runtime failure. A user's mistake
+never produces a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from importlib import resources
+from pathlib import Path
+
+from rich.console import Console
+from rich.table import Table
+
+EXIT_OK, EXIT_ERRORS, EXIT_USAGE, EXIT_RUNTIME = 0, 1, 2, 3
+
+
+class _Sources:
+    """Source text by the path a span names (files on disk, or the stdlib inside the package)."""
+
+    def __init__(self) -> None:
+        self._texts: dict[str | None, str | None] = {}
+
+    def add(self, path: str | None, text: str) -> None:
+        self._texts[path] = text
+
+    def __call__(self, path: str | None) -> str | None:
+        if path not in self._texts:
+            self._texts[path] = self._read(path)
+        return self._texts[path]
+
+    @staticmethod
+    def _read(path: str | None) -> str | None:
+        if path is None:
+            return None
+        if path.startswith("stdlib/"):
+            parts = path.removeprefix("stdlib/").split("/")
+            try:
+                return resources.files("mdl.stdlib").joinpath(*parts).read_text(encoding="utf-8")
+            except OSError:
+                return None
+        try:
+            return Path(path).read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError):
+            return None
+
+
+def _read(path: str, console: Console) -> str | None:
+    try:
+        return Path(path).read_text(encoding="utf-8")
+    except FileNotFoundError:
+        console.print(f"[bold red]error[/]: no such file: {path}", highlight=False)
+    except IsADirectoryError:
+        console.print(f"[bold red]error[/]: {path} is a directory", highlight=False)
+    except UnicodeDecodeError as exc:
+        console.print(f"[bold red]error[/]: {path} is not UTF-8 text ({exc.reason})", highlight=False)
+    except OSError as exc:
+        console.print(f"[bold red]error[/]: cannot read {path}: {exc.strerror}", highlight=False)
+    return None
+
+
+def cmd_check(args: argparse.Namespace, out: Console, err: Console) -> int:
+    from mdl.compiler.check import check_source
+    from mdl.compiler.render import print_diagnostics, summary
+
+    sources = _Sources()
+    everything = []
+    unreadable = False
+    for path in args.files:
+        text = _read(path, err)
+        if text is None:
+            unreadable = True
+            continue
+        sources.add(path, text)
+        everything += check_source(text, path)
+    if args.json:
+        print(json.dumps([d.to_json() for d in everything], indent=2))
+    else:
+        print_diagnostics(out, everything, sources)
+        out.print(summary(everything, len(args.files)), highlight=False)
+    if unreadable:
+        return EXIT_USAGE
+    return EXIT_ERRORS if any(d.is_error for d in everything) else EXIT_OK
+
+
+def cmd_compile(args: argparse.Namespace, out: Console, err: Console) -> int:
+    from mdl.compiler.api import compile_source
+    from mdl.compiler.diagnostics import CompileError
+    from mdl.compiler.render import print_diagnostics
+
+    text = _read(args.file, err)
+    if text is None:
+        return EXIT_USAGE
+    sources = _Sources()
+    sources.add(args.file, text)
+    try:
+        compiled = compile_source(text, args.model, args.file)
+    except CompileError as exc:
+        if args.json:
+            print(json.dumps({"errors": [d.to_json() for d in exc.diagnostics]}, indent=2))
+        else:
+            print_diagnostics(err, exc.diagnostics, sources)
+        return EXIT_ERRORS
+    if args.json:
+        print(json.dumps(compiled.summary(args.batch), indent=2))
+        return EXIT_OK
+    print_diagnostics(err, compiled.diagnostics, sources)
+    _print_table(out, compiled, args.batch)
+    return EXIT_OK
+
+
+def _fmt_count(n: int | None) -> str:
+    if n is None:
+        return "?"
+    for unit, scale in (("G", 10**9), ("M", 10**6), ("k", 10**3)):
+        if abs(n) >= scale:
+            return f"{n / scale:.2f}{unit}"
+    return str(n)
+
+
+def _fmt_bytes(n: int | None) -> str:
+    if n is None:
+        return "?"
+    for unit, scale in (("GiB", 2**30), ("MiB", 2**20), ("KiB", 2**10)):
+        if n >= scale:
+            return f"{n / scale:.2f} {unit}"
+    return f"{n} B"
+
+
+def _print_table(out: Console, compiled, batch: int) -> None:
+    from mdl.compiler import cost
+
+    graph = compiled.ir
+    table = Table(title=f"model {compiled.name}", title_justify="left", box=None, header_style="bold")
+    table.add_column("name")
+    table.add_column("op")
+    table.add_column("output shape")
+    table.add_column("params", justify="right")
+    table.add_column("FLOPs/sample", justify="right")
+    calls = {c.path: c for c in cost.block_costs(graph)}
+    opened: set[str] = set()
+    for node in graph.nodes:
+        # A block call's subtotal row goes before its first node.
+        parts = node.name.split(".")
+        for i in range(1, len(parts)):
+            prefix = ".".join(parts[:i])
+            if prefix in calls and prefix not in opened:
+                opened.add(prefix)
+                c = calls[prefix]
+                table.add_row(f"[bold]{prefix}[/]", f"[bold]{c.block}[/]", "", f"[bold]{c.params:,}[/]",
+                              f"[bold]{_fmt_count(c.flops)}[/]")
+        inside = [i for i in range(1, len(parts)) if ".".join(parts[:i]) in calls]
+        short = ".".join(parts[inside[-1]:]) if inside else node.name
+        table.add_row("  " * len(inside) + short, node.op, str(node.type), f"{node.params:,}" if node.params else "",
+                      _fmt_count(node.flops) if node.flops else "")
+    out.print(table)
+    mem = compiled.memory(batch)
+    out.print(f"[bold]params[/]        {compiled.params:,}")
+    out.print(f"[bold]FLOPs/sample[/]  {_fmt_count(compiled.flops)}  (forward; a multiply-add is 2 FLOPs)")
+    out.print(f"[bold]memory[/]        training {_fmt_bytes(mem.training)} at batch {batch} "
+              f"(weights, gradients, Adam, activations); inference {_fmt_bytes(mem.inference)}", soft_wrap=True)
+    out.print("[bold]inputs[/]        " + ", ".join(f"{k}: {t}" for k, t in graph.input_types().items()))
+    out.print("[bold]outputs[/]       " + ", ".join(f"{k}: {t}" for k, t in graph.output_types().items()))
+
+
+def cmd_fmt(args: argparse.Namespace, out: Console, err: Console) -> int:
+    from mdl.compiler.render import print_diagnostics
+    from mdl.dsl.format import FormatError, format_source
+
+    sources = _Sources()
+    status = EXIT_OK
+    changed = []
+    for path in args.files:
+        text = _read(path, err)
+        if text is None:
+            status = EXIT_USAGE
+            continue
+        sources.add(path, text)
+        try:
+            formatted = format_source(text, path)
+        except FormatError as exc:
+            print_diagnostics(err, exc.diagnostics, sources)
+            status = max(status, EXIT_ERRORS)
+            continue
+        if formatted == text:
+            continue
+        changed.append(path)
+        if not args.check:
+            _write_atomic(Path(path), formatted)
+    verb = "would reformat" if args.check else "reformatted"
+    for path in changed:
+        out.print(f"{verb} {path}", highlight=False)
+    unchanged = len(args.files) - len(changed)
+    out.print(f"{len(changed)} file{'s' * (len(changed) != 1)} {verb}, {unchanged} unchanged", highlight=False)
+    if args.check and changed:
+        status = max(status, EXIT_ERRORS)
+    return status
+
+
+def _write_atomic(path: Path, text: str) -> None:
+    import os
+    import tempfile
+
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8", newline="") as f:
+            f.write(text)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="mdlc", description="Compile, check and format .mdl designs.")
+    parser.add_argument("--version", action="version", version=f"mdlc {_version()}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    p = sub.add_parser("check", help="report diagnostics (exit 1 if there are errors)")
+    p.add_argument("files", nargs="+", metavar="FILE")
+    p.add_argument("--json", action="store_true", help="print the diagnostics as JSON")
+    p.set_defaults(run=cmd_check)
+
+    p = sub.add_parser("compile", help="compile a model; print its blocks, shapes, parameters and costs")
+    p.add_argument("file", metavar="FILE")
+    p.add_argument("--model", help="the model to compile (default: the file's only model or its experiment's)")
+    p.add_argument("--json", action="store_true", help="print model, params, flops, memory_bytes, inputs, outputs")
+    p.add_argument("--batch", type=_positive_int, default=1, help="batch size for the memory estimate (default 1)")
+    p.set_defaults(run=cmd_compile)
+
+    p = sub.add_parser("fmt", help="format files in place in the canonical style")
+    p.add_argument("files", nargs="+", metavar="FILE")
+    p.add_argument("--check", action="store_true", help="change nothing; exit 1 if a file would be reformatted")
+    p.set_defaults(run=cmd_fmt)
+    return parser
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError("must be at least 1")
+    return value
+
+
+def _version() -> str:
+    from mdl import __version__
+
+    return __version__
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    out = Console(highlight=False, width=max(Console().width, 100))
+    err = Console(stderr=True, highlight=False)
+    try:
+        return args.run(args, out, err)
+    except KeyboardInterrupt:
+        err.print("interrupted")
+        return EXIT_RUNTIME
+    except BrokenPipeError:
+        return EXIT_OK
+
+
+if __name__ == "__main__":
+    sys.exit(main())

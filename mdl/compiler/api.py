@@ -1,0 +1,117 @@
+"""The compiler's public face: compile a design to its checked IR and figures.
+
+The front end (this module) imports no torch. Lowering to a `torch.nn.Module` is a later stage that
+builds on `CompiledModel.ir`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from mdl.compiler import cost
+from mdl.compiler.check import Analysis, analyze
+from mdl.compiler.diagnostics import CompileError, Diagnostic, error
+from mdl.compiler.elaborate import Elaborator
+from mdl.compiler.ir import Graph
+from mdl.dsl import ast
+
+
+@dataclass
+class CompiledModel:
+    """A checked model: its IR and the figures read from it."""
+
+    name: str
+    ir: Graph
+    source: str
+    path: str | None
+    diagnostics: list[Diagnostic] = field(default_factory=list)  # warnings (errors raise)
+
+    @property
+    def params(self) -> int:
+        return self.ir.params
+
+    @property
+    def flops(self) -> int | None:
+        """Forward FLOPs per sample (see mdl.compiler.cost for the convention)."""
+        return cost.total_flops(self.ir)
+
+    def memory(self, batch: int = 1) -> cost.Memory:
+        return cost.memory(self.ir, batch)
+
+    @property
+    def inputs(self) -> dict[str, list]:
+        return {k: list(t.shape) for k, t in self.ir.input_types().items()}
+
+    @property
+    def outputs(self) -> dict[str, list]:
+        return {k: list(t.shape) for k, t in self.ir.output_types().items()}
+
+    def summary(self, batch: int = 1) -> dict:
+        """The `mdlc compile --json` object."""
+        mem = self.memory(batch)
+        return {
+            "model": self.name,
+            "params": self.params,
+            "flops": self.flops,
+            "memory_bytes": mem.training,
+            "inputs": self.inputs,
+            "outputs": self.outputs,
+            "args": self.ir.args,
+            "memory": mem.to_json(),
+            "blocks": [{"path": b.path, "block": b.block, "params": b.params, "flops": b.flops, "line": b.line}
+                       for b in cost.block_costs(self.ir)],
+        }
+
+
+def select_model(analysis: Analysis, model: str | None, path: str | None) -> tuple[Graph | None, list[Diagnostic]]:
+    """The graph to compile: `model` by name, else the file's only model, else its first experiment's."""
+    scope = analysis.scope
+    where = ast.Span(path, 1, 1, 1, 1)
+    if scope is None:
+        return None, []
+    models = {n: d for n, d in scope.definitions.items() if isinstance(d, ast.Model)}
+    if model is None:
+        if len(models) == 1:
+            model = next(iter(models))
+        elif analysis.experiments:
+            spec = next(iter(analysis.experiments.values()))
+            return spec.graph, []
+        elif models:
+            names = ", ".join(models)
+            return None, [error("E0402", where, f"the file defines several models ({names})",
+                                "choose one with --model NAME")]
+        else:
+            return None, [error("E0402", where, "the file defines no model", "add `model NAME { ... }`")]
+    if model in analysis.graphs:
+        return analysis.graphs[model], []
+    if model not in models:
+        from mdl.compiler.diagnostics import did_you_mean
+
+        guess = did_you_mean(model, models)
+        return None, [error("E0402", where, f"no model named `{model}`",
+                            f"did you mean `{guess}`?" if guess else "models here: " + (", ".join(models) or "none"))]
+    definition = models[model]
+    # A model with required parameters: compile it as its first experiment configures it.
+    for spec in analysis.experiments.values():
+        if spec.model == model and spec.graph is not None:
+            return spec.graph, []
+    diagnostics: list[Diagnostic] = []
+    graph = Elaborator(diagnostics).model(definition, scope, {})
+    return graph, diagnostics
+
+
+def compile_source(text: str, model: str | None = None, path: str | None = None) -> CompiledModel:
+    """Check `text` and return the chosen model's CompiledModel; raises CompileError on errors."""
+    analysis = analyze(text, path)
+    if not analysis.ok:
+        raise CompileError(analysis.diagnostics)
+    graph, extra = select_model(analysis, model, path)
+    if graph is None or any(d.is_error for d in extra):
+        raise CompileError(extra or analysis.diagnostics)
+    return CompiledModel(graph.model, graph, text, path, [*analysis.diagnostics, *extra])
+
+
+def compile_file(path: str | Path, model: str | None = None) -> CompiledModel:
+    path = str(path)
+    return compile_source(Path(path).read_text(encoding="utf-8"), model, path)

@@ -1,0 +1,454 @@
+"""Experiments: check each key, resolve the model and the environment, and check one against the other.
+
+The environment's spaces come from `game2048` (int[4, 4] boards, 4 actions) or from gymnasium's
+registry for `gym("Id")`. The result, `ExperimentSpec`, holds every resolved setting the runtime needs.
+"""
+
+from __future__ import annotations
+
+import functools
+import itertools
+from dataclasses import dataclass, field
+from typing import Any
+
+from mdl.compiler.diagnostics import Edit, Fix, did_you_mean
+from mdl.compiler.elaborate import UNKNOWN, CallValue, Elaborator, Frame, QuantityValue, Symbol, Tensor
+from mdl.compiler.ir import Graph, TensorType
+from mdl.compiler.primitives import MAX_SIZE, Arg, ArgError, coerce, type_name
+from mdl.compiler.resolve import ModuleScope
+from mdl.dsl import ast
+from mdl.dsl.ast import Span
+
+PPO_ARGS: tuple[Arg, ...] = (
+    Arg("lr", "float", 2.5e-4, low=0, low_open=True, high=1, doc="Adam learning rate, annealed linearly to 0"),
+    Arg("gamma", "float", 0.99, low=0, high=1, doc="discount factor"),
+    Arg("gae_lambda", "float", 0.95, low=0, high=1, doc="GAE lambda"),
+    Arg("clip", "float", 0.2, low=0, low_open=True, high=1, doc="PPO surrogate clipping range"),
+    Arg("epochs", "int", 4, low=1, high=1000, doc="passes over each rollout"),
+    Arg("minibatches", "int", 4, low=1, high=MAX_SIZE, doc="minibatches per epoch"),
+    Arg("rollout", "int", 128, low=1, high=MAX_SIZE, doc="steps per environment per update"),
+    Arg("ent_coef", "float", 0.01, low=0, high=10, doc="entropy bonus coefficient"),
+    Arg("vf_coef", "float", 0.5, low=0, high=100, doc="value loss coefficient"),
+    Arg("max_grad_norm", "float", 0.5, low=0, low_open=True, high=1e6, doc="global gradient-norm clip"),
+)
+ENV_ARGS = {
+    "game2048": (Arg("envs", "int", 64, low=1, high=1_000_000, doc="parallel boards"),),
+    "gym": (Arg("envs", "int", 8, low=1, high=100_000, doc="parallel environments"),),
+}
+KEYS = ("model", "env", "algo", "budget", "seeds", "checkpoint", "export", "device", "sweep")
+EXPORT_FORMATS = ("onnx", "pt", "py", "json")
+DEVICES = ("auto", "cpu", "cuda")
+STEP_UNITS = {"steps": 1, "step": 1}
+TIME_UNITS = {"s": 1, "sec": 1, "min": 60, "h": 3600}
+MAX_SWEEP_POINTS = 256
+
+
+@dataclass(frozen=True, slots=True)
+class EnvSpec:
+    kind: str  # "game2048" or "gym"
+    id: str
+    envs: int
+    observation: TensorType  # without the batch dim
+    actions: int
+
+
+@dataclass(slots=True)
+class ExperimentSpec:
+    name: str
+    model: str
+    model_args: dict[str, Any]
+    graph: Graph | None
+    env: EnvSpec | None
+    algo: dict[str, Any] = field(default_factory=lambda: {a.name: a.default for a in PPO_ARGS})
+    budget_steps: int | None = None
+    budget_seconds: float | None = None
+    seeds: tuple[int, ...] = (1,)
+    sweep: dict[str, tuple] = field(default_factory=dict)  # "model.experts" / "algo.lr" -> values
+    checkpoint_every: int | None = None
+    checkpoint_keep: int = 3
+    export: tuple[str, ...] = ()
+    device: str = "auto"
+
+
+class _Gym:
+    """gymnasium, imported only when an experiment names a gym environment."""
+
+    @staticmethod
+    @functools.cache
+    def ids() -> tuple[str, ...]:
+        import gymnasium
+
+        return tuple(gymnasium.envs.registry.keys())
+
+    @staticmethod
+    @functools.cache
+    def spaces(env_id: str) -> tuple[TensorType, int] | str:
+        """(observation type, action count) or an error message."""
+        import gymnasium
+        from gymnasium import spaces
+
+        try:
+            env = gymnasium.make(env_id)
+        except Exception as exc:  # a registered env whose extra (box2d, mujoco, ...) is missing, say
+            return f"cannot create `{env_id}`: {exc}"
+        try:
+            obs, act = env.observation_space, env.action_space
+        finally:
+            env.close()
+        if isinstance(obs, spaces.Box):
+            dtype = "int" if obs.dtype.kind in "iu" else "float"
+            obs_type = TensorType(dtype, tuple(int(d) for d in obs.shape))
+        elif isinstance(obs, spaces.Discrete):
+            obs_type = TensorType("int", ())
+        elif isinstance(obs, spaces.MultiDiscrete | spaces.MultiBinary):
+            obs_type = TensorType("int", tuple(int(d) for d in obs.shape))
+        else:
+            return f"`{env_id}` has a {type(obs).__name__} observation space; only Box and Discrete are supported"
+        if not isinstance(act, spaces.Discrete):
+            return f"`{env_id}` has a {type(act).__name__} action space; only Discrete actions are supported"
+        return obs_type, int(act.n)
+
+
+class ExperimentChecker:
+    def __init__(self, elaborator: Elaborator, scope: ModuleScope):
+        self.el = elaborator
+        self.scope = scope
+
+    def err(self, code: str, span: Span, message: str, help: str | None = None, fix: Fix | None = None) -> Any:
+        return self.el.err(None, code, span, message, help, fix=fix)
+
+    def check(self, exp: ast.Experiment) -> ExperimentSpec | None:
+        entries: dict[str, ast.Entry] = {}
+        sweeps: list[ast.Sweep] = []
+        for e in exp.entries:
+            if isinstance(e, ast.Sweep):
+                if sweeps:
+                    self.err("E0401", e.span, "`sweep` is given twice", "put all sweep keys in one `sweep { }`")
+                sweeps.append(e)
+                continue
+            if e.key not in KEYS or e.key == "sweep":
+                guess = did_you_mean(e.key, KEYS)
+                fix = Fix(f"change to `{guess}`", (Edit(e.key_span, guess),)) if guess else None
+                self.err("E0401", e.key_span, f"unknown experiment key `{e.key}`",
+                         f"did you mean `{guess}`?" if guess else "keys are " + ", ".join(KEYS), fix)
+                continue
+            if e.key in entries:
+                self.err("E0401", e.key_span, f"`{e.key}` is given twice", "remove one of them")
+                continue
+            entries[e.key] = e
+        frame = Frame(self.scope)
+        values = {k: self.value(e.value, frame) if k != "model" else None for k, e in entries.items()}
+        spec = ExperimentSpec(exp.name, "", {}, None, None)
+        if "model" not in entries:
+            self.err("E0402", exp.name_span, f"experiment `{exp.name}` has no model", "add `model = MyModel()`")
+            return None
+        if "env" not in entries:
+            self.err("E0402", exp.name_span, f"experiment `{exp.name}` has no env", "add `env = game2048(envs=64)`")
+        else:
+            spec.env = self._env(values["env"], entries["env"])
+        if "algo" in entries:
+            spec.algo = self._algo(values["algo"], entries["algo"]) or spec.algo
+        self._budget(spec, values, entries)
+        self._seeds(spec, values, entries)
+        self._checkpoint(spec, values, entries)
+        self._export_device(spec, values, entries)
+        model = self._model_call(entries["model"], spec)
+        if model is None:
+            return spec
+        graph = self.el.model(model, self.scope, spec.model_args, self._arg_spans(entries["model"]),
+                              entries["model"].value.span)
+        spec.graph = graph
+        if graph is not None and spec.env is not None:
+            self._against_env(graph, spec.env, entries["model"], entries["env"])
+        if sweeps:
+            self._sweep(sweeps[0], spec, model, entries["model"])
+        return spec
+
+    def value(self, expr: ast.Expr, frame: Frame) -> Any:
+        """An experiment value: calls such as `ppo(lr=3e-4)` stay calls and bare words stay names."""
+        if isinstance(expr, ast.Call):
+            args = tuple(self.value(a, frame) for a in expr.args)
+            kwargs = {k.name: self.value(k.value, frame) for k in expr.kwargs}
+            return CallValue(expr.func, args, kwargs, expr.span, expr.func_span,
+                             {k.name: k.value.span for k in expr.kwargs})
+        if isinstance(expr, ast.List):
+            return tuple(self.value(e, frame) for e in expr.items)
+        return self.el.eval(expr, frame, symbols=True)
+
+    # ----------------------------------------------------------------------------------- model
+    def _model_call(self, entry: ast.Entry, spec: ExperimentSpec) -> ast.Model | None:
+        value = entry.value
+        call = value if isinstance(value, ast.Call) else (
+            ast.Call(value.id, (), (), value.span, value.span) if isinstance(value, ast.Name) else None)
+        if call is None:
+            return self.err("E0402", value.span, "`model` must name a model, e.g. `model = Moe2048(d=128)`")
+        found = self.scope.lookup(call.func)
+        if found is None or not isinstance(found[0], ast.Model):
+            models = [n for n in self.scope.visible_names() if isinstance(self.scope.lookup(n)[0], ast.Model)]
+            guess = did_you_mean(call.func, models)
+            return self.err("E0402", call.func_span, f"unknown model `{call.func}`",
+                            f"did you mean `{guess}`?" if guess else (
+                                "models here: " + ", ".join(models) if models else "define one with `model NAME { ... }`"))
+        if call.args:
+            return self.err("E0106", call.args[0].span, "model arguments are passed by name",
+                            "write `Model(name=value)`")
+        frame = Frame(self.scope)
+        spec.model = found[0].name
+        spec.model_args = {k.name: self.el.eval(k.value, frame) for k in call.kwargs}
+        if any(v is UNKNOWN for v in spec.model_args.values()):
+            return None
+        return found[0]
+
+    @staticmethod
+    def _arg_spans(entry: ast.Entry) -> dict[str, Span]:
+        if isinstance(entry.value, ast.Call):
+            return {k.name: k.value.span for k in entry.value.kwargs}
+        return {}
+
+    # ------------------------------------------------------------------------------------- env
+    def _env(self, value: Any, entry: ast.Entry) -> EnvSpec | None:
+        if value is UNKNOWN:
+            return None
+        if isinstance(value, Symbol):
+            value = CallValue(value.name, (), {}, entry.value.span, entry.value.span, {})
+        if not isinstance(value, CallValue) or value.func not in ENV_ARGS:
+            name = value.func if isinstance(value, CallValue) else type_name(value)
+            guess = did_you_mean(name, ENV_ARGS) if isinstance(value, CallValue) else None
+            return self.err("E0403", entry.value.span, f"unknown environment `{name}`",
+                            f"did you mean `{guess}`?" if guess else
+                            'use `game2048(envs=64)` or `gym("CartPole-v1", envs=8)`')
+        positional = list(value.args)
+        args = self._call_args(value, ENV_ARGS[value.func], skip_positional=1 if value.func == "gym" else 0)
+        if args is None:
+            return None
+        if value.func == "game2048":
+            if positional:
+                return self.err("E0106", value.span, "`game2048` takes only `envs=N`")
+            return EnvSpec("game2048", "mdl/Game2048-v0", args["envs"], TensorType("int", (4, 4)), 4)
+        if len(positional) != 1 or not isinstance(positional[0], str):
+            return self.err("E0106", value.span, "`gym` needs an environment id string",
+                            '`gym("CartPole-v1", envs=8)`')
+        env_id = positional[0]
+        if env_id not in _Gym.ids():
+            guess = did_you_mean(env_id, _Gym.ids())
+            return self.err("E0404", entry.value.span, f'unknown gymnasium environment "{env_id}"',
+                            f'did you mean "{guess}"?' if guess else "install the package that registers it")
+        spaces = _Gym.spaces(env_id)
+        if isinstance(spaces, str):
+            return self.err("E0404", entry.value.span, spaces)
+        return EnvSpec("gym", env_id, args["envs"], spaces[0], spaces[1])
+
+    def _call_args(self, value: CallValue, args: tuple[Arg, ...], skip_positional: int = 0) -> dict | None:
+        out: dict[str, Any] = {}
+        ok = True
+        if len(value.args) > skip_positional:
+            self.err("E0106", value.span, f"`{value.func}` takes its settings by name",
+                     f"write `{value.func}({args[0].name}=...)`" if args else None)
+            ok = False
+        for key, v in value.kwargs.items():
+            arg = next((a for a in args if a.name == key), None)
+            span = value.kw_spans[key]
+            if arg is None:
+                guess = did_you_mean(key, [a.name for a in args])
+                fix = Fix(f"change to `{guess}`", (Edit(span, guess),)) if guess else None
+                self.err("E0103", span, f"`{value.func}` has no setting `{key}`",
+                         f"did you mean `{guess}`?" if guess else
+                         "settings: " + ", ".join(a.name for a in args), fix)
+                ok = False
+                continue
+            if v is UNKNOWN:
+                ok = False
+                continue
+            try:
+                out[key] = coerce(arg, v)
+            except ArgError as exc:
+                self.err("E0202", span, exc.message, exc.help)
+                ok = False
+        for a in args:
+            out.setdefault(a.name, a.default)
+        return out if ok else None
+
+    def _algo(self, value: Any, entry: ast.Entry) -> dict | None:
+        if value is UNKNOWN:
+            return None
+        if isinstance(value, Symbol):
+            value = CallValue(value.name, (), {}, entry.value.span, entry.value.span, {})
+        if not isinstance(value, CallValue) or value.func != "ppo":
+            name = value.func if isinstance(value, CallValue) else type_name(value)
+            return self.err("E0403", entry.value.span, f"unknown algorithm `{name}`", "use `ppo(...)`")
+        return self._call_args(value, PPO_ARGS)
+
+    # ------------------------------------------------------------------------- simple settings
+    def _budget(self, spec: ExperimentSpec, values: dict, entries: dict) -> None:
+        if "budget" not in entries:
+            return
+        v, span = values["budget"], entries["budget"].value.span
+        if v is UNKNOWN:
+            return
+        if not isinstance(v, QuantityValue):
+            self.err("E0409", span, "`budget` needs a unit", "write a step count like `2M steps` or a time like `10 min`")
+            return
+        if v.value <= 0:
+            self.err("E0202", span, "`budget` must be positive")
+        elif v.unit in STEP_UNITS:
+            spec.budget_steps = int(v.value)
+        elif v.unit in TIME_UNITS:
+            spec.budget_seconds = float(v.value) * TIME_UNITS[v.unit]
+        else:
+            guess = did_you_mean(v.unit, [*STEP_UNITS, *TIME_UNITS])
+            self.err("E0409", span, f"unknown unit `{v.unit}`",
+                     f"did you mean `{guess}`?" if guess else "use steps, s, min or h")
+
+    def _seeds(self, spec: ExperimentSpec, values: dict, entries: dict) -> None:
+        if "seeds" not in entries:
+            return
+        v, span = values["seeds"], entries["seeds"].value.span
+        if isinstance(v, int) and not isinstance(v, bool):
+            v = (v,)
+        if v is UNKNOWN:
+            return
+        if not isinstance(v, tuple) or not v or not all(isinstance(s, int) and not isinstance(s, bool)
+                                                         and 0 <= s < 2**32 for s in v):
+            self.err("E0202", span, "`seeds` must be a non-empty list of whole numbers from 0 to 2^32-1",
+                     "for example `seeds = [1, 2, 3]`")
+            return
+        if len(set(v)) != len(v):
+            self.el.warn("W0005", span, "`seeds` repeats a seed", "each seed runs once; remove the repeats")
+        spec.seeds = tuple(dict.fromkeys(v))
+
+    def _checkpoint(self, spec: ExperimentSpec, values: dict, entries: dict) -> None:
+        if "checkpoint" not in entries:
+            return
+        v, span = values["checkpoint"], entries["checkpoint"].value.span
+        if v is UNKNOWN:
+            return
+        every = v.args[0] if isinstance(v, CallValue) and v.func == "every" and len(v.args) == 1 else None
+        if not isinstance(every, QuantityValue) or every.unit not in STEP_UNITS or every.value < 1:
+            self.err("E0410", span, "`checkpoint` must be `every(N steps, keep=K)`",
+                     "for example `checkpoint = every(100k steps, keep=3)`")
+            return
+        args = self._call_args(CallValue("every", (), v.kwargs, v.span, v.func_span, v.kw_spans),
+                               (Arg("keep", "int", 3, low=1, high=10_000, doc="checkpoints kept"),))
+        if args is not None:
+            spec.checkpoint_every, spec.checkpoint_keep = int(every.value), args["keep"]
+
+    def _export_device(self, spec: ExperimentSpec, values: dict, entries: dict) -> None:
+        if "export" in entries and values["export"] is not UNKNOWN:
+            v, span = values["export"], entries["export"].value.span
+            items = v if isinstance(v, tuple) else (v,)
+            formats = []
+            for item in items:
+                name = item.name if isinstance(item, Symbol) else item
+                if name not in EXPORT_FORMATS:
+                    guess = did_you_mean(str(name), EXPORT_FORMATS)
+                    self.err("E0202", span, f"unknown export format `{name}`",
+                             f"did you mean `{guess}`?" if guess else "formats: " + ", ".join(EXPORT_FORMATS))
+                    return
+                formats.append(name)
+            spec.export = tuple(formats)
+        if "device" in entries and values["device"] is not UNKNOWN:
+            v = values["device"]
+            name = v.name if isinstance(v, Symbol) else v
+            if name not in DEVICES:
+                self.err("E0202", entries["device"].value.span, f"unknown device `{name}`",
+                         "use auto, cpu or cuda")
+            else:
+                spec.device = name
+
+    # ---------------------------------------------------------------------- model vs environment
+    def _against_env(self, graph: Graph, env: EnvSpec, model_entry: ast.Entry, env_entry: ast.Entry) -> None:
+        span = model_entry.value.span
+        obs = env.observation
+        if len(graph.inputs) != 1:
+            self.err("E0405", span, f"model `{graph.model}` has {len(graph.inputs)} inputs; "
+                     f"the environment gives one observation {obs}")
+            return
+        name, node_id = next(iter(graph.inputs.items()))
+        t = graph.nodes[node_id].type
+        want = f"{obs.dtype}[B{''.join(', ' + str(d) for d in obs.shape)}]"
+        batch_ok = t.rank >= 1 and isinstance(t.shape[0], str)
+        dims_ok = t.rank == obs.rank + 1 and all(
+            not isinstance(a, int) or a == b for a, b in zip(t.shape[1:], obs.shape, strict=False))
+        if not batch_ok or not dims_ok or t.dtype != obs.dtype:
+            self.err("E0405", span, f"input `{name}: {t}` does not accept the observations of "
+                     f"`{env.id}` ({obs.dtype}{list(obs.shape)})", f"declare `input {name}: {want}`")
+        policy = graph.outputs.get("policy")
+        if policy is not None:
+            p = graph.nodes[policy].type
+            if p.rank != 2 or p.shape[1] != env.actions or not isinstance(p.shape[0], str):
+                self.err("E0406", graph.nodes[policy].span,
+                         f"`policy` is {p}; `{env.id}` needs one logit per action: [B, {env.actions}]",
+                         f"end the policy head with `linear(out={env.actions})`")
+        value = graph.outputs.get("value")
+        if value is None:
+            self.err("E0407", graph.span or span, f"model `{graph.model}` has no `value` output; PPO needs one",
+                     "add `output value = h -> linear(out=1)`")
+        else:
+            v = graph.nodes[value].type
+            if not (v.rank == 1 or (v.rank == 2 and v.shape[1] == 1)):
+                self.err("E0407", graph.nodes[value].span, f"`value` must be [B, 1] or [B], got {v}",
+                         "end the value head with `linear(out=1)`")
+
+    # ------------------------------------------------------------------------------------ sweep
+    def _sweep(self, sweep: ast.Sweep, spec: ExperimentSpec, model: ast.Model, model_entry: ast.Entry) -> None:
+        model_params = {p.name for p in model.params}
+        algo_keys = {a.name for a in PPO_ARGS}
+        frame = Frame(self.scope)
+        model_axes: dict[str, tuple] = {}
+        for e in sweep.entries:
+            key = e.key
+            if key.startswith("model."):
+                target, name = "model", key[6:]
+            elif key.startswith("algo."):
+                target, name = "algo", key[5:]
+            elif key in model_params and key in algo_keys:
+                self.err("E0411", e.key_span, f"sweep key `{key}` is both a model parameter and a PPO setting",
+                         f"write `model.{key}` or `algo.{key}`")
+                continue
+            elif key in model_params:
+                target, name = "model", key
+            elif key in algo_keys:
+                target, name = "algo", key
+            else:
+                guess = did_you_mean(key, [*model_params, *algo_keys])
+                self.err("E0411", e.key_span, f"sweep key `{key}` is neither a parameter of `{model.name}` "
+                         "nor a PPO setting", f"did you mean `{guess}`?" if guess else None)
+                continue
+            known = model_params if target == "model" else algo_keys
+            if name not in known:
+                guess = did_you_mean(name, known)
+                self.err("E0411", e.key_span, f"`{name}` is not a {target} setting",
+                         f"did you mean `{guess}`?" if guess else None)
+                continue
+            values = self.el.eval(e.value, frame)
+            if values is UNKNOWN:
+                continue
+            if not isinstance(values, tuple) or not values:
+                self.err("E0411", e.value.span, "a sweep key takes a non-empty list of values",
+                         f"for example `{key} = [1, 2]`")
+                continue
+            if target == "algo":
+                arg = next(a for a in PPO_ARGS if a.name == name)
+                try:
+                    values = tuple(coerce(arg, v) for v in values)
+                except ArgError as exc:
+                    self.err("E0202", e.value.span, exc.message, exc.help)
+                    continue
+            else:
+                model_axes[name] = values
+            spec.sweep[f"{target}.{name}"] = values
+        points = 1
+        for values in spec.sweep.values():
+            points *= len(values)
+        if points > MAX_SWEEP_POINTS:
+            self.err("E0411", sweep.span, f"the sweep has {points} points; at most {MAX_SWEEP_POINTS} are allowed")
+            return
+        # Every model the sweep would build must compile too (e.g. experts=8 with top_k=... ).
+        for combo in itertools.product(*model_axes.values()):
+            args = {**spec.model_args, **dict(zip(model_axes, combo, strict=True))}
+            graph = self.el.model(model, self.scope, args, None, sweep.span)
+            if graph is not None and spec.env is not None:
+                self._against_env(graph, spec.env, model_entry, model_entry)
+
+
+__all__ = ["PPO_ARGS", "EnvSpec", "ExperimentChecker", "ExperimentSpec", "Tensor"]

@@ -1,0 +1,185 @@
+"""Imports and top-level names: load a file and everything it imports into `ModuleScope`s.
+
+`import stdlib.NAME` reads `mdl/stdlib/NAME.mdl` from the package (names unqualified, or qualified
+with `as`); `import "path.mdl" as N` reads a file relative to the importing one (names qualified).
+Nothing is executed; a missing file or a cycle is an error at the import.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+
+from mdl.compiler.diagnostics import Diagnostic, Label, did_you_mean, error
+from mdl.compiler.primitives import BUILTINS, PRIMITIVES
+from mdl.dsl import ast
+from mdl.dsl.parser import parse
+
+Definition = ast.Const | ast.Block | ast.Model
+
+
+@dataclass(eq=False)
+class ModuleScope:
+    """One parsed file and the names it defines and imports."""
+
+    path: str | None
+    module: ast.Module
+    definitions: dict[str, Definition] = field(default_factory=dict)
+    experiments: dict[str, ast.Experiment] = field(default_factory=dict)
+    namespaces: dict[str, ModuleScope] = field(default_factory=dict)  # `as` imports
+    unqualified: list[ModuleScope] = field(default_factory=list)  # plain `import stdlib.X`
+    syntax_ok: bool = True
+
+    def lookup(self, name: str) -> tuple[Definition, ModuleScope] | None:
+        """A definition by (possibly qualified) name, with the scope it was defined in."""
+        if "." in name:
+            head, _, rest = name.partition(".")
+            ns = self.namespaces.get(head)
+            if ns is None:
+                return None
+            found = ns.definitions.get(rest)
+            return (found, ns) if found is not None else None
+        if name in self.definitions:
+            return self.definitions[name], self
+        for imported in self.unqualified:
+            if name in imported.definitions:
+                return imported.definitions[name], imported
+        return None
+
+    def visible_names(self) -> list[str]:
+        names = list(self.definitions)
+        for imported in self.unqualified:
+            names += list(imported.definitions)
+        for alias, ns in self.namespaces.items():
+            names += [f"{alias}.{n}" for n in ns.definitions]
+        return names
+
+
+def stdlib_modules() -> list[str]:
+    """Names importable as `stdlib.NAME` (templates as `stdlib.templates.NAME`)."""
+    root = resources.files("mdl.stdlib")
+    names = [p.name[:-4] for p in root.iterdir() if p.name.endswith(".mdl")]
+    names += [f"templates.{p.name[:-4]}" for p in root.joinpath("templates").iterdir() if p.name.endswith(".mdl")]
+    return sorted(names)
+
+
+class Loader:
+    """Loads a root file and its imports; shares one scope per file."""
+
+    def __init__(self, diagnostics: list[Diagnostic]):
+        self.diagnostics = diagnostics
+        self.loaded: dict[str, ModuleScope] = {}
+        self.loading: list[str] = []
+
+    def load_source(self, text: str, path: str | None) -> ModuleScope:
+        return self._load(text, path, str(Path(path).resolve()) if path else "<input>")
+
+    def _load(self, text: str, path: str | None, key: str) -> ModuleScope:
+        module, syntax = parse(text, path)
+        self.diagnostics.extend(syntax)
+        scope = ModuleScope(path, module, syntax_ok=not any(d.is_error for d in syntax))
+        self.loaded[key] = scope
+        self.loading.append(key)
+        try:
+            self._define(scope)
+            self._imports(scope)
+        finally:
+            self.loading.pop()
+        return scope
+
+    def _define(self, scope: ModuleScope) -> None:
+        for item in scope.module.items:
+            if isinstance(item, ast.Import):
+                continue
+            table = scope.experiments if isinstance(item, ast.Experiment) else scope.definitions
+            if item.name in PRIMITIVES or item.name in BUILTINS:
+                self.diagnostics.append(error(
+                    "E0107", item.name_span, f"`{item.name}` is a primitive and cannot be redefined",
+                    f"choose another name, e.g. `my_{item.name}`"))
+                continue
+            previous = table.get(item.name)
+            if previous is not None:
+                self.diagnostics.append(error(
+                    "E0107", item.name_span, f"`{item.name}` is defined twice",
+                    "rename one of the definitions", labels=(Label(previous.name_span, "first defined here"),)))
+                continue
+            table[item.name] = item
+
+    def _imports(self, scope: ModuleScope) -> None:
+        for item in scope.module.items:
+            if not isinstance(item, ast.Import):
+                continue
+            imported = self._import(scope, item)
+            if imported is None:
+                continue
+            if item.alias:
+                if item.alias in scope.namespaces or item.alias in scope.definitions:
+                    self.diagnostics.append(error("E0107", item.span, f"`{item.alias}` is defined twice",
+                                                  "import it under another name with `as`"))
+                scope.namespaces[item.alias] = imported
+            else:
+                scope.unqualified.append(imported)
+
+    def _import(self, scope: ModuleScope, item: ast.Import) -> ModuleScope | None:
+        if item.module is not None:
+            return self._import_stdlib(item)
+        return self._import_file(scope, item)
+
+    def _import_stdlib(self, item: ast.Import) -> ModuleScope | None:
+        parts = item.module.split(".")
+        available = stdlib_modules()
+        name = ".".join(parts[1:])
+        if parts[0] != "stdlib" or name not in available:
+            guess = did_you_mean(name or item.module, available)
+            hint = f"did you mean `import stdlib.{guess}`?" if guess else (
+                "the standard library has " + ", ".join(f"stdlib.{m}" for m in available))
+            if parts[0] != "stdlib":
+                hint = f'files are imported by path: `import "{parts[-1]}.mdl" as {parts[-1]}`'
+            self.diagnostics.append(error("E0112", item.span, f"unknown module `{item.module}`", hint))
+            return None
+        key = f"<stdlib>/{name}"
+        if key in self.loaded:
+            return self.loaded[key]
+        resource = resources.files("mdl.stdlib").joinpath(*parts[1:-1], parts[-1] + ".mdl")
+        text = resource.read_text(encoding="utf-8")
+        return self._load_nested(text, f"stdlib/{name.replace('.', '/')}.mdl", key, item)
+
+    def _import_file(self, scope: ModuleScope, item: ast.Import) -> ModuleScope | None:
+        base = Path(scope.path).parent if scope.path else Path.cwd()
+        target = (base / item.path).resolve()
+        key = str(target)
+        if key in self.loading:
+            chain = " -> ".join(Path(k).name for k in self.loading[self.loading.index(key):])
+            self.diagnostics.append(error("E0111", item.span, f"import cycle: {chain} -> {target.name}",
+                                          "move the shared blocks into a third file that both import"))
+            return None
+        if key in self.loaded:
+            return self.loaded[key]
+        try:
+            text = target.read_text(encoding="utf-8")
+        except FileNotFoundError:
+            near = [p.name for p in target.parent.glob("*.mdl")] if target.parent.is_dir() else []
+            guess = did_you_mean(target.name, near)
+            self.diagnostics.append(error("E0110", item.span, f'cannot find "{item.path}"',
+                                          f'did you mean "{guess}"?' if guess else f"looked for {target}"))
+            return None
+        except (OSError, UnicodeDecodeError) as exc:
+            self.diagnostics.append(error("E0110", item.span, f'cannot read "{item.path}": {exc}'))
+            return None
+        return self._load_nested(text, _display_path(target), key, item)
+
+    def _load_nested(self, text: str, path: str, key: str, item: ast.Import) -> ModuleScope | None:
+        before = len(self.diagnostics)
+        scope = self._load(text, path, key)
+        if any(d.is_error for d in self.diagnostics[before:]):
+            self.diagnostics.append(error("E0113", item.span, "the imported file has errors",
+                                          "fix the errors reported in that file"))
+        return scope
+
+
+def _display_path(target: Path) -> str:
+    try:
+        return str(target.relative_to(Path.cwd()))
+    except ValueError:
+        return str(target)
