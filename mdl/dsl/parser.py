@@ -223,7 +223,7 @@ class _ToAst(Transformer):
                     kwargs.append(a)
                 elif kwargs:
                     _ctx.get().diagnostics.append(error(
-                        "E0012", a.span, "a positional argument follows a keyword argument",
+                        "E0007", a.span, "a positional argument follows a keyword argument",
                         "put tensor arguments first, then `name=value` arguments"))
                 else:
                     args.append(a)
