@@ -4,7 +4,7 @@ Three steps:
 
 1. Lark's basic lexer turns text into tokens. Catch-all terminals (`BAD`, `BADSTRING`) mean it never
    fails: a stray character becomes a token that is reported here.
-2. `_separate` applies the newline rule of LANGUAGE.md: newlines inside `( )`/`[ ]`, after a line that
+2. `_tokenize` applies the newline rule of LANGUAGE.md: newlines inside `( )`/`[ ]`, after a line that
    ends with an operator, `,`, `=`, `{` or `->`, or before a line that starts with `->`, are dropped;
    the others, and every `;`, become one `_SEP` token.
 3. The LALR parser is fed token by token. After each separator (and each `{`) it keeps a copy of its
@@ -20,6 +20,7 @@ import contextvars
 import copy
 import functools
 import math
+import re
 from dataclasses import dataclass
 from importlib import resources
 
@@ -72,8 +73,21 @@ def _span_of(x) -> Span:
 
 
 def _covering(children: list) -> Span:
-    parts = [c for c in children if c is not None]
-    return _span_of(parts[0]).to(_span_of(parts[-1]))
+    """The span from the first to the last non-missing child (token or node)."""
+    first = children[0]
+    if first is None:
+        first = next(c for c in children if c is not None)
+    last = children[-1]
+    if last is None:
+        last = next(c for c in reversed(children) if c is not None)
+    if isinstance(first, Token):
+        file, line, col, start = _ctx.get().path, first.line, first.column, first.start_pos
+    else:
+        file, line, col, start = first.span.file, first.span.line, first.span.column, first.span.start
+    if isinstance(last, Token):
+        return Span(file, line, col, last.end_line, last.end_column, start, last.end_pos)
+    e = last.span
+    return Span(file, line, col, e.end_line, e.end_column, start, e.end)
 
 
 def _nodes(children: list) -> list:
@@ -386,43 +400,74 @@ def _owner_of(tokens: list[Token], i: int) -> str | None:
     return None
 
 
-def _separate(raw, comments: list[ast.Comment], diagnostics: list[Diagnostic], path: str | None) -> list[Token]:
-    """Apply the newline rule; collect comments; report stray characters (their tokens are kept as BAD)."""
+@functools.cache
+def _scanner() -> tuple[re.Pattern, dict[str, str]]:
+    """One compiled regex over the grammar's own terminals, and the keyword table.
+
+    Lark's generic lexer costs more than the parse itself on large files; this scanner produces the
+    same tokens (types named as in the grammar) from a single `re` alternation. Order matters: the
+    regex terminals by Lark's priority, then punctuation longest first, then the catch-all `BAD`.
+    """
+    regexes, strings, keywords = [], [], {}
+    for term in _lark().terminals:
+        if term.pattern.type == "re":
+            regexes.append(term)
+        elif re.fullmatch(r"[A-Za-z_]\w*", term.pattern.value):
+            keywords[term.pattern.value] = term.name
+        else:
+            strings.append(term)
+    regexes.sort(key=lambda t: (-t.priority, t.name == "BAD"))
+    strings.sort(key=lambda t: -len(t.pattern.value))
+    parts = [f"(?P<{t.name}>{t.pattern.value})" for t in regexes if t.name != "BAD"]
+    parts += [f"(?P<{t.name}>{re.escape(t.pattern.value)})" for t in strings]
+    parts += [f"(?P<{t.name}>{t.pattern.value})" for t in regexes if t.name == "BAD"]
+    return re.compile("|".join(parts)), keywords
+
+
+def _tokenize(text: str, comments: list[ast.Comment], path: str | None) -> list[Token]:
+    """Scan `text` and apply the newline rule in one pass.
+
+    Only tokens the parser sees become Lark Tokens (whitespace never does, newlines only when they end
+    a statement), which halves the cost of lexing a large file. Comments are collected on the side.
+    """
+    pattern, keywords = _scanner()
     out: list[Token] = []
-    depth = 0
-    pending_nl: Token | None = None
-    for tok in raw:
-        t = tok.type
-        if t == "WS":
+    depth = 0  # open ( and [: newlines inside them are insignificant
+    line, line_start = 1, 0
+    pending_nl: tuple[int, int, int] | None = None  # (offset, line, column) of a newline that may end a statement
+    for m in pattern.finditer(text):
+        kind = m.lastgroup
+        start, end = m.span()
+        if kind == "WS":
             continue
-        if t == "COMMENT":
-            comments.append(ast.Comment(tok.value.rstrip("\r"), _tok_span(tok)))
-            continue
-        if t == "NL":
+        if kind == "NL":
             if depth == 0 and pending_nl is None:
-                pending_nl = tok
+                pending_nl = (start, line, start - line_start + 1)
+            line, line_start = line + 1, end
             continue
-        if t == "SEMI":
+        value = m.group()
+        col = start - line_start + 1
+        if kind == "COMMENT":
+            comments.append(ast.Comment(value.rstrip("\r"), Span(path, line, col, line, end - line_start + 1, start, end)))
+            continue
+        if kind == "SEMI":
             pending_nl = None
             if out and out[-1].type != "_SEP":
-                out.append(Token.new_borrow_pos("_SEP", ";", tok))
+                out.append(Token("_SEP", ";", start, line, col, line, col + 1, end))
             continue
+        if kind == "NAME":
+            kind = keywords.get(value, "NAME")
         if pending_nl is not None:
-            if out and out[-1].type != "_SEP" and out[-1].value not in _CONTINUES and tok.value != "->":
-                out.append(Token.new_borrow_pos("_SEP", "\n", pending_nl))
+            if out and out[-1].type != "_SEP" and out[-1].value not in _CONTINUES and value != "->":
+                at, nl_line, nl_col = pending_nl
+                out.append(Token("_SEP", "\n", at, nl_line, nl_col, nl_line + 1, 1, at + 1))
             pending_nl = None
-        if t in ("BAD", "BADSTRING") or t == "STRING":
-            pass
-        elif tok.value in ("(", "["):
+        if kind in ("LPAR", "LSQB"):
             depth += 1
-        elif tok.value in (")", "]"):
+        elif kind in ("RPAR", "RSQB"):
             depth = max(0, depth - 1)
-        out.append(tok)
+        out.append(Token(kind, value, start, line, col, line, end - line_start + 1, end))
     return out
-
-
-def _lex(text: str) -> list[Token]:
-    return list(_lark().lex(text, dont_ignore=True))
 
 
 def _end_of_file(text: str, path: str | None) -> Span:
@@ -458,7 +503,7 @@ def parse(text: str, path: str | None = None) -> tuple[ast.Module, list[Diagnost
     comments: list[ast.Comment] = []
     token = _ctx.set(_Context(path, diagnostics))
     try:
-        tokens = _separate(_lex(text), comments, diagnostics, path)
+        tokens = _tokenize(text, comments, path)
         module = _parse_tokens(tokens, text, path, diagnostics)
     finally:
         _ctx.reset(token)
