@@ -185,9 +185,9 @@ class Elaborator:
             elif p.default is not None:
                 value = self._check_param_value(p, self.eval(p.default, frame), p.default.span, frame)
             else:
-                where = call_span or model.name_span
-                return self.err(None, "E0104", where, f"model `{model.name}` needs a value for `{p.name}`",
-                                f"pass it, e.g. `{model.name}({p.name}=...)`, or give it a default") and None
+                self.err(None, "E0104", call_span or model.name_span, f"model `{model.name}` needs a value for `{p.name}`",
+                         f"pass it, e.g. `{model.name}({p.name}=...)`, or give it a default")
+                return None
             self.graph.args[p.name] = value
             frame.vars[p.name] = Binding(value, p.span, "parameter")
         try:
