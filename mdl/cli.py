@@ -49,16 +49,17 @@ class _Sources:
 
 
 def _read(path: str, console: Console) -> str | None:
+    # soft_wrap: a long path stays on one line, whole, for the reader to copy.
     try:
         return Path(path).read_text(encoding="utf-8")
     except FileNotFoundError:
-        console.print(f"[bold red]error[/]: no such file: {path}", highlight=False)
+        console.print(f"[bold red]error[/]: no such file: {path}", highlight=False, soft_wrap=True)
     except IsADirectoryError:
-        console.print(f"[bold red]error[/]: {path} is a directory", highlight=False)
+        console.print(f"[bold red]error[/]: {path} is a directory", highlight=False, soft_wrap=True)
     except UnicodeDecodeError as exc:
-        console.print(f"[bold red]error[/]: {path} is not UTF-8 text ({exc.reason})", highlight=False)
+        console.print(f"[bold red]error[/]: {path} is not UTF-8 text ({exc.reason})", highlight=False, soft_wrap=True)
     except OSError as exc:
-        console.print(f"[bold red]error[/]: cannot read {path}: {exc.strerror}", highlight=False)
+        console.print(f"[bold red]error[/]: cannot read {path}: {exc.strerror}", highlight=False, soft_wrap=True)
     return None
 
 
@@ -68,11 +69,11 @@ def cmd_check(args: argparse.Namespace, out: Console, err: Console) -> int:
 
     sources = _Sources()
     everything = []
-    unreadable = False
+    unreadable = 0
     for path in args.files:
         text = _read(path, err)
         if text is None:
-            unreadable = True
+            unreadable += 1
             continue
         sources.add(path, text)
         everything += check_source(text, path)
@@ -80,7 +81,9 @@ def cmd_check(args: argparse.Namespace, out: Console, err: Console) -> int:
         print(json.dumps([d.to_json() for d in everything], indent=2))
     else:
         print_diagnostics(out, everything, sources)
-        out.print(summary(everything, len(args.files)), highlight=False)
+        checked = len(args.files) - unreadable
+        if checked:  # a file that could not be read was not checked: no "ok" for it
+            out.print(summary(everything, checked), highlight=False)
     if unreadable:
         return EXIT_USAGE
     return EXIT_ERRORS if any(d.is_error for d in everything) else EXIT_OK
