@@ -307,6 +307,23 @@ def test_format_expr_parenthesizes_only_where_needed() -> None:
     assert format_expr(expr("-(a -> f)")) == "-(a -> f)"
 
 
+@pytest.mark.parametrize("width", [MAX_WIDTH, MAX_WIDTH + 1])
+def test_a_pipeline_breaks_only_past_the_width(width: int) -> None:
+    head = "model M {\n    y = x -> f -> "
+    name = "g" * (width - len("    y = x -> f -> "))
+    out = format_source(f"{head}{name}  # the comment does not count\n}}\n")
+    if width <= MAX_WIDTH:
+        assert out.split("\n")[1] == f"    y = x -> f -> {name}  # the comment does not count"
+    else:
+        assert out.split("\n")[1:5] == ["    y = x", "        -> f", f"        -> {name}  # the comment does not count", "}"]
+
+
+def test_a_long_statement_that_is_not_a_pipeline_stays_long() -> None:
+    src = "const A = " + " + ".join(f"name_{i}" for i in range(20)) + "\n"
+    assert format_source(src) == src
+    assert len(src) > MAX_WIDTH
+
+
 def test_hand_built_tree_without_spans() -> None:
     tree = ast.Module((
         ast.Const("A", ast.Neg(ast.Number(0.5))),
@@ -338,9 +355,13 @@ atoms = st.one_of(numbers, quantities, strings, st.booleans().map(ast.Bool), st.
 
 
 def _calls(children: st.SearchStrategy) -> st.SearchStrategy:
-    kwargs = st.lists(st.tuples(names, children), max_size=3, unique_by=lambda kv: kv[0])
-    return st.builds(lambda f, args, kws: ast.Call(f, tuple(args), tuple(ast.Keyword(k, v) for k, v in kws)),
-                     dotted, st.lists(children, max_size=2), kwargs)
+    @st.composite
+    def calls(draw: st.DrawFn) -> ast.Call:
+        keywords = draw(st.lists(names, max_size=3, unique=True))  # a repeated keyword is a syntax error
+        args = draw(st.lists(children, max_size=2))
+        return ast.Call(draw(dotted), tuple(args), tuple(ast.Keyword(k, draw(children)) for k in keywords))
+
+    return calls()
 
 
 def _compound(children: st.SearchStrategy) -> st.SearchStrategy:
@@ -388,11 +409,7 @@ items = st.one_of(
               names, params, _bodies(2), st.booleans()),
     st.builds(ast.Experiment, names, st.lists(st.one_of(entries, sweeps), max_size=4).map(tuple)),
 )
-
-
-@st.composite
-def modules(draw: st.DrawFn) -> ast.Module:
-    return ast.Module(tuple(draw(st.lists(items, max_size=4))))
+modules = st.lists(items, max_size=4).map(lambda xs: ast.Module(tuple(xs)))
 
 
 def _decorate(text: str, data: st.DataObject) -> str:
@@ -420,7 +437,7 @@ def _decorate(text: str, data: st.DataObject) -> str:
 
 
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(modules(), st.data())
+@given(modules, st.data())
 def test_laws_on_random_trees(module: ast.Module, data: st.DataObject) -> None:
     text = format_module(module)
     parsed, diagnostics = parse(text)
