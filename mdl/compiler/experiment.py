@@ -114,8 +114,9 @@ class ExperimentChecker:
         self.el = elaborator
         self.scope = scope
 
-    def err(self, code: str, span: Span, message: str, help: str | None = None, fix: Fix | None = None) -> Any:
-        return self.el.err(None, code, span, message, help, fix=fix)
+    def err(self, code: str, span: Span, message: str, help: str | None = None, fix: Fix | None = None) -> None:
+        """Report an error; returns None, which `check` reads as "this setting could not be resolved"."""
+        self.el.err(None, code, span, message, help, fix=fix)
 
     def check(self, exp: ast.Experiment) -> ExperimentSpec | None:
         entries: dict[str, ast.Entry] = {}

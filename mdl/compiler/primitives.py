@@ -119,7 +119,7 @@ def coerce(arg: Arg, value: Any) -> Any:
     if t == "shape":
         if not isinstance(value, tuple) or not value:
             raise ArgError(f"`{arg.name}` must be a non-empty list of sizes", f"for example `{arg.name}=[B, 16, 8]`")
-        return value
+        return tuple(_shape_dim(arg, d) for d in value)
     if t == "int":
         if isinstance(value, bool) or not isinstance(value, int | float):
             raise ArgError(f"`{arg.name}` must be an integer, not {type_name(value)}")
@@ -134,6 +134,16 @@ def coerce(arg: Arg, value: Any) -> Any:
         value = float(value)
     _check_range(arg, value)
     return value
+
+
+def _shape_dim(arg: Arg, d: Any) -> int | str:
+    """One entry of a `shape=[...]` list: an int, or a symbolic name (`B`) as its string."""
+    if getattr(d, "kind", None) == "name":  # an elaborator Symbol, such as the batch dim `B`
+        return d.name
+    if isinstance(d, int) and not isinstance(d, bool):
+        return d
+    raise ArgError(f"`{arg.name}` entries must be sizes, -1 or symbolic names such as B, not {type_name(d)}",
+                   f"for example `{arg.name}=[B, 16, 8]`")
 
 
 def _check_range(arg: Arg, value: float) -> None:
