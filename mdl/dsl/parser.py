@@ -37,6 +37,8 @@ _OPENERS = {"(": ")", "[": "]", "{": "}"}
 _CLOSERS = {")": "(", "]": "[", "}": "{"}
 # The keywords that name what a `{` belongs to, for "expected `}` to close model `M`".
 _OWNERS = frozenset({"model", "block", "experiment", "repeat", "sweep"})
+# Keywords that start a top-level item: met inside a body, they mean its `}` is missing.
+_ITEM_KEYWORDS = frozenset({"import", "const", "block", "model", "experiment"})
 _KEYWORDS = frozenset(
     ["import", "as", "const", "block", "model", "experiment", "input", "output", "repeat", "return", "sweep", "true", "false", "none"]
 )
@@ -424,8 +426,8 @@ def _scanner() -> tuple[re.Pattern, dict[str, str]]:
     return re.compile("|".join(parts)), keywords
 
 
-def _tokenize(text: str, comments: list[ast.Comment], path: str | None) -> list[Token]:
-    """Scan `text` and apply the newline rule in one pass.
+def _tokenize(text: str, comments: list[ast.Comment], path: str | None, pos: int = 0, line: int = 1) -> list[Token]:
+    """Scan `text` from offset `pos` (on line `line`) and apply the newline rule in one pass.
 
     Only tokens the parser sees become Lark Tokens (whitespace never does, newlines only when they end
     a statement), which halves the cost of lexing a large file. Comments are collected on the side.
@@ -433,9 +435,9 @@ def _tokenize(text: str, comments: list[ast.Comment], path: str | None) -> list[
     pattern, keywords = _scanner()
     out: list[Token] = []
     depth = 0  # open ( and [: newlines inside them are insignificant
-    line, line_start = 1, 0
+    line_start = text.rfind("\n", 0, pos) + 1
     pending_nl: tuple[int, int, int] | None = None  # (offset, line, column) of a newline that may end a statement
-    for m in pattern.finditer(text):
+    for m in pattern.finditer(text, pos):
         kind = m.lastgroup
         start, end = m.span()
         if kind == "WS":
@@ -543,13 +545,29 @@ def _parse_tokens(tokens: list[Token], text: str, path: str | None, diagnostics:
                 checkpoint_opens = list(opens)
             continue
         diagnostics.append(failure)
+        if failure.code == "E0002" and tok.value in _ITEM_KEYWORDS and tok.type != "STRING":
+            # A body's `}` is missing before the next declaration: close it here and read on from there.
+            _close_bodies(parser, opens, tokens, i)
+            checkpoint, checkpoint_index, checkpoint_opens = parser.copy(deepcopy_values=False), i, list(opens)
+            if last_error != i:
+                last_error = i
+                continue
         # Recover: back to the last statement boundary, then skip to the next one at the same depth.
         parser = checkpoint.copy(deepcopy_values=False)
         unclosed = opens[len(checkpoint_opens):]
         opens = list(checkpoint_opens)
-        if unclosed and unclosed[-1].token.value != "{" and tok.line > unclosed[-1].token.line:
-            # A `(` or `[` left open swallowed the newlines after it: resume where the failing line starts.
-            i = _line_start(tokens, i, checkpoint_index)
+        if unclosed and unclosed[-1].token.value != "{" and (
+                tok.line > unclosed[-1].token.line or tok.type == "BADSTRING"):
+            # A `(` or `[` left open swallowed the newlines after it: scan the rest of the file again with
+            # none open, and resume where the failing line starts (after an unterminated string, which
+            # runs to the end of its line, where the next line starts).
+            if tok.type == "BADSTRING":
+                pos, line = tok.end_pos + 1, tok.line + 1
+            else:
+                i = _line_start(tokens, i, checkpoint_index)
+                pos, line = tokens[i].start_pos, tokens[i].line
+            tokens[i:] = _tokenize(text, [], path, pos, line)
+            n = len(tokens)
             checkpoint, checkpoint_index, checkpoint_opens = parser.copy(deepcopy_values=False), i, list(opens)
             continue
         in_body = bool(checkpoint_opens) and checkpoint_opens[-1].token.value == "{"
@@ -564,6 +582,21 @@ def _parse_tokens(tokens: list[Token], text: str, path: str | None, diagnostics:
     except UnexpectedInput:
         diagnostics.append(_eof_error(opens, text, path))
         return ast.Module(_recovered_items(parser))
+
+
+def _close_bodies(parser, opens: list[_Open], tokens: list[Token], i: int) -> None:
+    """Feed the `}` of every open body the parser can close, then a separator, as if written right after
+    the last token before `tokens[i]`."""
+    j = i - 1
+    while j > 0 and tokens[j].type == "_SEP":
+        j -= 1
+    before = tokens[j]
+    at = (before.end_pos, before.end_line, before.end_column)
+    while opens and opens[-1].token.value == "{" and "RBRACE" in _accepts(parser):
+        parser.feed_token(Token("RBRACE", "}", at[0], at[1], at[2], at[1], at[2], at[0]))
+        opens.pop()
+    if "_SEP" in _accepts(parser):
+        parser.feed_token(Token("_SEP", "\n", at[0], at[1], at[2], at[1], at[2], at[0]))
 
 
 def _line_start(tokens: list[Token], i: int, floor: int) -> int:
@@ -655,7 +688,9 @@ def _syntax_error(parser, tok: Token, opens: list[_Open], text: str, path: str |
         closer = _OPENERS[top.token.value]
         closer_terms = {")": "RPAR", "]": "RSQB", "}": "RBRACE"}
         across_lines = top.token.value != "{" and tok.line > top.token.line
-        if closer_terms[closer] in expected and (tok.value in _CLOSERS or tok.type == "_SEP" or across_lines):
+        next_item = top.token.value == "{" and tok.value in _ITEM_KEYWORDS and tok.type != "STRING"
+        if closer_terms[closer] in expected and (
+                tok.value in _CLOSERS or tok.type == "_SEP" or across_lines or next_item):
             what = top.owner or f"`{top.token.value}`"
             where = _tok_span(top.token)
             return error("E0002", span,
