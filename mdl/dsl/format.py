@@ -22,7 +22,7 @@ import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-from mdl.compiler.diagnostics import Diagnostic
+from mdl.compiler.diagnostics import Diagnostic, error
 from mdl.dsl import ast
 from mdl.dsl.parser import parse
 
@@ -59,9 +59,18 @@ def format_source(text: str, path: str | None = None) -> str:
 
 
 def format_module(module: ast.Module) -> str:
-    """The canonical text of `module`, its comments placed by their spans; `""` for an empty module."""
+    """The canonical text of `module`, its comments placed by their spans; `""` for an empty module.
+
+    Raises `FormatError` (E0006) for bodies nested hundreds deep, beyond Python's recursion limit.
+    """
     printer = _Printer(module.comments)
-    printer.module(module.items)
+    try:
+        printer.module(module.items)
+    except RecursionError:
+        # Expressions are printed without recursion; only `repeat` inside `repeat` hundreds deep gets here.
+        span = ast.Span(module.span.file, 1, 1, 1, 1)
+        raise FormatError([error("E0006", span, "the file is nested too deeply to format",
+                                 "split deeply nested bodies into blocks")]) from None
     return "\n".join(printer.lines) + "\n" if printer.lines else ""
 
 
@@ -83,47 +92,78 @@ def _level(e: ast.Expr) -> int:
     return _ATOM
 
 
+# A piece of printed expression: literal text, or an operand still to print at a binding strength.
+_Piece = str | tuple[ast.Expr, int]
+
+
 def _expr(e: ast.Expr, needed: int) -> str:
-    """`e` printed as an operand of something that needs binding strength `needed`."""
-    text = _bare(e)
-    return f"({text})" if _level(e) < needed else text
+    """`e` printed as an operand of something that needs binding strength `needed`.
+
+    An explicit stack rather than recursion: a generated file may nest brackets thousands deep, which
+    the parser accepts and Python's recursion limit would not.
+    """
+    out: list[str] = []
+    stack: list[_Piece] = [(e, needed)]
+    while stack:
+        piece = stack.pop()
+        if isinstance(piece, str):
+            out.append(piece)
+            continue
+        node, level = piece
+        pieces = _pieces(node)
+        if _level(node) < level:
+            pieces = ["(", *pieces, ")"]
+        stack.extend(reversed(pieces))
+    return "".join(out)
 
 
-def _bare(e: ast.Expr) -> str:
+def _pieces(e: ast.Expr) -> list[_Piece]:
+    """What `e` prints as, one level deep, without parentheses around itself."""
     match e:
         case ast.Pipe(value, call):
-            return f"{_expr(value, _PIPE)} -> {_call(call, in_pipe=True)}"
+            return [(value, _PIPE), " -> ", *_call(call, in_pipe=True)]
         case ast.BinOp(op, left, right):
             level = _OPERATOR_LEVEL[op]
             # Left-associative: the right operand of `a - (b - c)` keeps its parentheses.
-            return f"{_expr(left, level)} {op} {_expr(right, level + 1)}"
+            return [(left, level), f" {op} ", (right, level + 1)]
         case ast.Neg(operand):
-            return "-" + _expr(operand, _UNARY)
+            return ["-", (operand, _UNARY)]
         case ast.Number():
-            return e.text or _number(e.value)
+            return [e.text or _number(e.value)]
         case ast.Quantity():
-            return " ".join(e.text.split()) if e.text else f"{_number(e.value)} {e.unit}"
+            return [" ".join(e.text.split()) if e.text else f"{_number(e.value)} {e.unit}"]
         case ast.String(value):
-            return _string(value)
+            return [_string(value)]
         case ast.Bool(value):
-            return "true" if value else "false"
+            return ["true" if value else "false"]
         case ast.NoneLit():
-            return "none"
+            return ["none"]
         case ast.Name(id_):
-            return id_
+            return [id_]
         case ast.Call():
             return _call(e, in_pipe=False)
         case ast.List(items):
-            return "[" + ", ".join(_expr(i, _PIPE) for i in items) + "]"
+            return ["[", *_separated([(i, _PIPE) for i in items]), "]"]
     raise TypeError(f"not an expression: {e!r}")
 
 
-def _call(call: ast.Call, *, in_pipe: bool) -> str:
+def _call(call: ast.Call, *, in_pipe: bool) -> list[_Piece]:
     """`f(a, k=v)`; in a pipe a call without arguments is just `f`."""
-    parts = [_expr(a, _PIPE) for a in call.args] + [f"{k.name}={_expr(k.value, _PIPE)}" for k in call.kwargs]
-    if in_pipe and not parts:
-        return call.func
-    return f"{call.func}({', '.join(parts)})"
+    if in_pipe and not call.args and not call.kwargs:
+        return [call.func]
+    args: list[list[_Piece]] = [[(a, _PIPE)] for a in call.args]
+    args += [[f"{k.name}=", (k.value, _PIPE)] for k in call.kwargs]
+    return [f"{call.func}(", *_separated(args), ")"]
+
+
+def _separated(parts: Sequence[_Piece | list[_Piece]]) -> list[_Piece]:
+    """`parts` joined by `, ` (a part may be several pieces)."""
+    out: list[_Piece] = []
+    for i, part in enumerate(parts):
+        if i:
+            out.append(", ")
+        out += part if isinstance(part, list) else [part]
+    return out
 
 
 def _number(value: int | float) -> str:
@@ -153,7 +193,12 @@ def _with_value(indent: str, prefix: str, value: ast.Expr) -> list[str]:
     if len(line) <= MAX_WIDTH or not isinstance(value, ast.Pipe):
         return [line]
     head, steps = _pipeline(value)
-    return [indent + prefix + _expr(head, _PIPE)] + [f"{indent}{INDENT}-> {_call(s, in_pipe=True)}" for s in steps]
+    return [indent + prefix + _expr(head, _PIPE)] + [f"{indent}{INDENT}-> {_step(s)}" for s in steps]
+
+
+def _step(call: ast.Call) -> str:
+    """A pipeline step as printed after `->`."""
+    return "".join(p if isinstance(p, str) else _expr(*p) for p in _call(call, in_pipe=True))
 
 
 # --------------------------------------------------------------------------------------- declarations
