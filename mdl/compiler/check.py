@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from mdl.compiler.diagnostics import Diagnostic, Severity, error
-from mdl.compiler.elaborate import Elaborator
+from mdl.compiler.elaborate import Elaborator, is_tensor_param
 from mdl.compiler.experiment import ExperimentChecker, ExperimentSpec
 from mdl.compiler.ir import Graph
 from mdl.compiler.names import check_names
@@ -55,7 +55,8 @@ def _analyze(text: str, path: str | None, diagnostics: list[Diagnostic]) -> Anal
         if isinstance(item, ast.Const) and scope.definitions.get(item.name) is item:
             el.const_value(item, scope)
         elif (isinstance(item, ast.Model) and scope.definitions.get(item.name) is item
-              and all(p.default is not None for p in item.params)):
+              and all(p.default is not None or is_tensor_param(p) for p in item.params)):
+            # A tensor parameter has no default, but it is a mistake to report (E0216), not a reason to skip.
             graph = el.model(item, scope, {})
             if graph is not None:
                 result.graphs[item.name] = graph

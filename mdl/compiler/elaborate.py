@@ -138,8 +138,12 @@ class Elaborator:
         self.report(error(code, span, message, help, labels=labels, fix=fix))
         return UNKNOWN
 
-    def warn(self, code: str, span: Span, message: str, help: str | None = None, fix: Fix | None = None) -> None:
-        self.report(warning(code, span, message, help, fix=fix))
+    def warn(self, code: str, span: Span, message: str, help: str | None = None, fix: Fix | None = None,
+             frame: Frame | None = None) -> None:
+        labels = ()
+        if frame is not None and frame.call_span is not None and frame.call_span != span:
+            labels = (Label(frame.call_span, "in this block call"),)
+        self.report(warning(code, span, message, help, labels=labels, fix=fix))
 
     # ----------------------------------------------------------------------------------- consts
     def const_value(self, const: ast.Const, scope: ModuleScope) -> Any:
@@ -156,7 +160,8 @@ class Elaborator:
         finally:
             self._const_stack.pop()
         if isinstance(value, Tensor):
-            value = self.err(None, "E0201", const.value.span, "a const must be a compile-time value, not a tensor")
+            value = self.err(None, "E0201", const.value.span, "a const must be a compile-time value, not a tensor",
+                             "compute tensors inside a model or block; a const holds numbers, strings or lists")
         self._const_values[key] = value
         return value
 
@@ -179,6 +184,8 @@ class Elaborator:
             if is_tensor_param(p):
                 self.err(None, "E0216", p.span, f"model parameter `{p.name}` needs a compile-time type",
                          "declare inputs with `input NAME: float[...]`; parameters are `name: int = 4`")
+                frame.vars[p.name] = Binding(UNKNOWN, p.span, "parameter")  # its uses are not errors too
+                self._failed.add("<input>")
                 continue
             if p.name in args:
                 value = self._check_param_value(p, args[p.name], arg_spans.get(p.name, call_span or p.span), frame)
@@ -212,7 +219,8 @@ class Elaborator:
                             "use int, float, bool, str, list, or a tensor type such as float[B, T, 64]")
         if kind == "list":
             if not isinstance(value, tuple):
-                return self.err(frame, "E0201", span, f"`{p.name}` must be a list, not {type_name(value)}")
+                return self.err(frame, "E0201", span, f"`{p.name}` must be a list, not {type_name(value)}",
+                                f"for example `{p.name}=[1, 2]`")
             return value
         try:
             return coerce(Arg(p.name, kind), value)
@@ -227,6 +235,7 @@ class Elaborator:
                 if not frame.in_block:
                     self.err(frame, "E0307", stmt.span, "`return` is only allowed in a block",
                              "a model names its results with `output NAME = ...`")
+                    self._failed.add("policy")  # the `return` was most likely meant as the policy
                     continue
                 value = self.eval(stmt.value, frame)
                 if i + 1 < len(body):
@@ -254,6 +263,8 @@ class Elaborator:
         frame.vars[name] = Binding(value, span, what)
 
     def _warn_unused(self, frame: Frame) -> None:
+        if not frame.scope.syntax_ok:
+            return  # statements with syntax errors were left out, so a name may look unused when it is not
         for name, b in frame.vars.items():
             if b.used or name.startswith("_") or b.what == "loop" or b.value is UNKNOWN:
                 continue
@@ -282,7 +293,8 @@ class Elaborator:
             self._failed.add("<input>")
         if isinstance(value, Tensor):
             if stmt.name in self.graph.inputs:
-                self.err(frame, "E0306", stmt.name_span, f"input `{stmt.name}` is declared twice")
+                self.err(frame, "E0306", stmt.name_span, f"input `{stmt.name}` is declared twice",
+                         "give each input its own name")
             self.graph.inputs[stmt.name] = value.node
         self.bind(frame, stmt.name, value, stmt.name_span, "input")
 
@@ -313,10 +325,12 @@ class Elaborator:
             self._failed.add(stmt.name)  # already reported; do not also say the output is missing
             return
         if not isinstance(value, Tensor):
-            self.err(frame, "E0303", stmt.value.span, f"output `{stmt.name}` must be a tensor, not {type_name(value)}")
+            self.err(frame, "E0303", stmt.value.span, f"output `{stmt.name}` must be a tensor, not {type_name(value)}",
+                     f"compute it from the inputs, e.g. `output {stmt.name} = h -> linear(out=1)`")
             return
         if stmt.name in self.graph.outputs:
-            self.err(frame, "E0306", stmt.name_span, f"output `{stmt.name}` is declared twice")
+            self.err(frame, "E0306", stmt.name_span, f"output `{stmt.name}` is declared twice",
+                     "give each output its own name")
             return
         self._name_output(value, before, stmt.name, frame)
         self.graph.outputs[stmt.name] = value.node
@@ -340,7 +354,8 @@ class Elaborator:
             return
         if isinstance(count, bool) or not isinstance(count, int) or not 0 <= count <= MAX_REPEAT:
             self.err(frame, "E0202", stmt.count.span,
-                     f"`repeat` needs a whole number from 0 to {MAX_REPEAT}, got {count!r}")
+                     f"`repeat` needs a whole number from 0 to {MAX_REPEAT}, got {count!r}",
+                     "for example `repeat 4 { ... }` or `repeat layers { ... }` with `layers: int`")
             return
         label = stmt.count.id if isinstance(stmt.count, ast.Name) and "." not in stmt.count.id else "repeat"
         base = self._unique(frame.path + label)
@@ -398,6 +413,8 @@ class Elaborator:
         if name in PRIMITIVES:
             return self.err(frame, "E0201", expr.span, f"`{name}` is a primitive, not a value",
                             f"apply it to a tensor: `x -> {name}`")
+        if frame.scope.from_failed_import(name):
+            return UNKNOWN  # the import that would define it is reported already
         d = unknown_name(name, expr.span, [*frame.vars, *frame.scope.visible_names()])
         return self.err(frame, d.code, d.span, d.message, d.help, fix=d.fix)
 
@@ -410,7 +427,8 @@ class Elaborator:
                                  flops=cost.numel(v.type))
         if isinstance(v, int | float) and not isinstance(v, bool):
             return -v
-        return self.err(frame, "E0201", expr.span, f"cannot negate a {type_name(v)}")
+        return self.err(frame, "E0201", expr.span, f"cannot negate a {type_name(v)}",
+                        "unary minus applies to numbers and tensors")
 
     def _binop(self, expr: ast.BinOp, frame: Frame, symbols: bool) -> Any:
         a = self.eval(expr.left, frame, symbols)
@@ -424,13 +442,15 @@ class Elaborator:
         if expr.op == "+" and isinstance(a, tuple) and isinstance(b, tuple):
             return a + b
         return self.err(frame, "E0201", expr.span,
-                        f"cannot apply `{expr.op}` to {type_name(a)} and {type_name(b)}")
+                        f"cannot apply `{expr.op}` to {type_name(a)} and {type_name(b)}",
+                        "`+ - * /` work on numbers and on tensors; `+` also joins two lists")
 
     def _number_arith(self, expr: ast.BinOp, a, b, frame: Frame) -> Any:
         op = expr.op
         if op == "/":
             if b == 0:
-                return self.err(frame, "E0209", expr.right.span, "division by zero")
+                return self.err(frame, "E0209", expr.right.span, "division by zero",
+                                "this divisor is 0; check the consts and parameters it is computed from")
             if isinstance(a, int) and isinstance(b, int) and a % b == 0:
                 return a // b  # exact division of ints stays an int: `d / heads` is a width
             result = a / b
@@ -440,10 +460,12 @@ class Elaborator:
             result = a - b
         else:
             if isinstance(a, int) and isinstance(b, int) and a and b and math.log10(abs(a)) + math.log10(abs(b)) > 300:
-                return self.err(frame, "E0202", expr.span, "number is too large")
+                return self.err(frame, "E0202", expr.span, "number is too large",
+                                "compile-time numbers must fit in a 64-bit float")
             result = a * b
         if isinstance(result, float) and not math.isfinite(result):
-            return self.err(frame, "E0202", expr.span, "number is too large")
+            return self.err(frame, "E0202", expr.span, "number is too large",
+                            "compile-time numbers must fit in a 64-bit float")
         return result
 
     def _tensor_arith(self, expr: ast.BinOp, a, b, frame: Frame) -> Any:
@@ -458,7 +480,8 @@ class Elaborator:
             return self.add_node(op, (a.node, b.node), {}, out, expr.span, frame, flops=cost.numel(out))
         tensor, scalar = (a, b) if isinstance(a, Tensor) else (b, a)
         if not _is_number(scalar):
-            return self.err(frame, "E0201", expr.span, f"cannot apply `{expr.op}` to a tensor and a {type_name(scalar)}")
+            return self.err(frame, "E0201", expr.span, f"cannot apply `{expr.op}` to a tensor and a {type_name(scalar)}",
+                            "combine a tensor with a number or with another tensor")
         attrs = {"scalar": scalar, "scalar_first": not isinstance(a, Tensor)}
         out = tensor.type if isinstance(scalar, int) and op != "div" else _float_like(tensor.type)
         return self.add_node(op, (tensor.node,), attrs, out, expr.span, frame, flops=cost.numel(out))
@@ -479,24 +502,30 @@ class Elaborator:
             if isinstance(definition, ast.Model):
                 return self.err(frame, "E0217", call.func_span, f"model `{name}` cannot be called inside a model",
                                 f"turn `{name}` into a `block` to reuse it")
-            return self.err(frame, "E0201", call.func_span, f"`{name}` is a const, not a block")
+            return self.err(frame, "E0201", call.func_span, f"`{name}` is a const, not a block",
+                            f"use it as a value, e.g. `linear(out={name})`")
         prim = PRIMITIVES.get(name)
         if prim is not None:
             return self.call_primitive(prim, call, positional, kwargs, frame)
         if name in frame.vars:
-            return self.err(frame, "E0201", call.func_span, f"`{name}` is a value, not a block")
+            return self.err(frame, "E0201", call.func_span, f"`{name}` is a value, not a block",
+                            f"pipe it into a block instead: `{name} -> ...`")
+        if frame.scope.from_failed_import(name):
+            return UNKNOWN  # the import that would define it is reported already
         d = unknown_block(name, call.func_span, frame.scope)
         return self.err(frame, d.code, d.span, d.message, d.help, fix=d.fix)
 
     def _dim(self, call: ast.Call, positional, kwargs, frame: Frame) -> Any:
         if kwargs or not 1 <= len(positional) <= 2:
-            return self.err(frame, "E0106", call.span, "`dim` takes a tensor and an optional index: `dim(x)` or `dim(x, 1)`")
+            return self.err(frame, "E0106", call.span, "`dim` takes a tensor and an optional index",
+                            "write `dim(x)` for the last dimension or `dim(x, 1)` for dimension 1")
         x = positional[0][0]
         index = positional[1][0] if len(positional) == 2 else -1
         if x is UNKNOWN or index is UNKNOWN:
             return UNKNOWN
         if not isinstance(x, Tensor):
-            return self.err(frame, "E0201", positional[0][1], f"`dim` needs a tensor, not {type_name(x)}")
+            return self.err(frame, "E0201", positional[0][1], f"`dim` needs a tensor, not {type_name(x)}",
+                            "pass the tensor whose size you want: `dim(x)`")
         if isinstance(index, bool) or not isinstance(index, int) or not -x.type.rank <= index < max(x.type.rank, 1):
             return self.err(frame, "E0210", positional[-1][1], f"dimension {index!r} is out of range for {x.type}",
                             f"use a value from {-x.type.rank} to {x.type.rank - 1}")
@@ -508,6 +537,7 @@ class Elaborator:
 
     def call_primitive(self, prim: Primitive, call: ast.Call, positional, kwargs, frame: Frame) -> Any:
         ok = True
+        meant: set[str] = set()  # arguments a reported mistake already stands for (`linear(x, 4)` is `out=4`)
         tensors = [v for v, _ in positional if isinstance(v, Tensor)]
         for value, span in positional:
             if value is UNKNOWN:
@@ -516,21 +546,24 @@ class Elaborator:
                 arg = prim.args[0] if prim.args else None  # `linear(x, 4)` most likely meant the first argument
                 fix = None
                 hint = "pass compile-time arguments by name"
-                if arg is not None and len(positional) == 2 and prim.tensors == 1:
+                if arg is not None and len(positional) == 2 and prim.tensors == 1 and arg.name not in kwargs:
                     hint = f"write `{arg.name}={_source_text(value)}`"
                     fix = Fix(f"name the argument `{arg.name}`", (Edit(span, f"{arg.name}={_source_text(value)}"),))
                 ok = self.err(frame, "E0106", span, f"`{prim.name}` takes tensors positionally, not {type_name(value)}",
                               hint, fix=fix) and False
+                if fix is not None:
+                    meant.add(arg.name)
         need = prim.tensors
         if ok and need == 1 and len(tensors) != 1:
             if not tensors:
                 return self.err(frame, "E0106", call.span, f"`{prim.name}` needs a tensor input",
                                 f"apply it to one: `x -> {prim.name}(...)`")
-            return self.err(frame, "E0106", call.span, f"`{prim.name}` takes one tensor, got {len(tensors)}")
+            return self.err(frame, "E0106", call.span, f"`{prim.name}` takes one tensor, got {len(tensors)}",
+                            f"combine them first (`a + b` or `concat(a, b)`), then apply `{prim.name}`")
         if ok and need < 0 and len(tensors) < 2:
             return self.err(frame, "E0106", call.span, f"`{prim.name}` needs at least two tensors",
                             f"`{prim.name}(a, b, dim=-1)`")
-        attrs = self._bind_args(prim.name, prim.args, kwargs, call, frame)
+        attrs = self._bind_args(prim.name, prim.args, kwargs, call, frame, meant)
         if attrs is None or not ok:
             return UNKNOWN
         in_types = [t.type for t in tensors]
@@ -539,7 +572,7 @@ class Elaborator:
         except shapes.ShapeError as exc:
             fix = self._suggestion_fix(exc, kwargs, call)
             return self.err(frame, exc.code, call.span, exc.message, exc.help, fix=fix)
-        self._check_width(prim.name, attrs, in_types, call, kwargs)
+        self._check_width(prim.name, attrs, in_types, call, kwargs, frame)
         params = cost.count_params(prim.name, in_types, attrs, out)
         flops = cost.count_flops(prim.name, in_types, attrs, out)
         return self.add_node(prim.name, tuple(t.node for t in tensors), attrs, out, call.span, frame,
@@ -554,7 +587,8 @@ class Elaborator:
             return None
         return Fix(f"use {name}={value}", (Edit(kw[1].value.span, str(value)),))
 
-    def _check_width(self, op: str, attrs: dict, in_types: list[TensorType], call: ast.Call, kwargs) -> None:
+    def _check_width(self, op: str, attrs: dict, in_types: list[TensorType], call: ast.Call, kwargs,
+                     frame: Frame) -> None:
         checks: list[tuple[int, ast.Keyword | None, str]] = []
         if op in WIDE_OPS:
             key = WIDE_OPS[op]
@@ -568,16 +602,22 @@ class Elaborator:
                 fix = Fix(f"use {up}", (Edit(kw.value.span, str(up)),)) if kw is not None and isinstance(
                     kw.value, ast.Number) else None
                 self.warn("W0002", span, f"{what} {width} is not a multiple of 8",
-                          f"widths that are multiples of 8 run faster; try {up}", fix=fix)
+                          f"widths that are multiples of 8 run faster; try {up}", fix=fix, frame=frame)
 
-    def _bind_args(self, callee: str, args: tuple[Arg, ...], kwargs, call: ast.Call, frame: Frame) -> dict | None:
+    def _bind_args(self, callee: str, args: tuple[Arg, ...], kwargs, call: ast.Call, frame: Frame,
+                   meant: set[str] | None = None) -> dict | None:
+        """Check keyword arguments against `args`. A required argument in `meant` is not reported missing:
+        an error already given (a misspelt keyword, a positional value) stands for it."""
         attrs: dict[str, Any] = {}
         ok = True
         names = [a.name for a in args]
+        meant = set(meant or ())
         for key, (value, kw) in kwargs.items():
             arg = next((a for a in args if a.name == key), None)
             if arg is None:
                 guess = did_you_mean(key, names)
+                if guess:
+                    meant.add(guess)
                 fix = Fix(f"change to `{guess}`", (Edit(kw.name_span, guess),)) if guess else None
                 self.err(frame, "E0103", kw.name_span, f"`{callee}` has no argument `{key}`",
                          f"did you mean `{guess}`?" if guess else
@@ -597,8 +637,9 @@ class Elaborator:
             if arg.name in attrs or arg.name in kwargs:
                 continue
             if arg.required:
-                self.err(frame, "E0104", call.span, f"`{callee}` needs `{arg.name}`",
-                         f"add `{arg.name}=...`" + (f" ({arg.doc})" if arg.doc else ""))
+                if arg.name not in meant:
+                    self.err(frame, "E0104", call.span, f"`{callee}` needs `{arg.name}`",
+                             f"add `{arg.name}=...`" + (f" ({arg.doc})" if arg.doc else ""))
                 ok = False
             else:
                 attrs[arg.name] = arg.default
@@ -610,7 +651,8 @@ class Elaborator:
             return self.err(frame, "E0114", call.func_span, f"block `{block.name}` calls itself",
                             "blocks are inlined at compile time; use `repeat` for a stack of layers")
         if len(self._call_stack) >= MAX_CALL_DEPTH:
-            return self.err(frame, "E0114", call.func_span, f"blocks are nested more than {MAX_CALL_DEPTH} deep")
+            return self.err(frame, "E0114", call.func_span, f"blocks are nested more than {MAX_CALL_DEPTH} deep",
+                            "call fewer blocks inside blocks; use `repeat` for a stack of layers")
         tensor_params = [p for p in block.params if is_tensor_param(p)]
         static_params = [p for p in block.params if not is_tensor_param(p)]
         inner = Frame(scope, path="", call_span=call.span, in_block=True)
@@ -625,16 +667,19 @@ class Elaborator:
             if value is UNKNOWN:
                 ok = False
             elif not isinstance(value, Tensor):
-                self.err(frame, "E0201", span, f"`{p.name}` of `{block.name}` must be a tensor, not {type_name(value)}")
+                self.err(frame, "E0201", span, f"`{p.name}` of `{block.name}` must be a tensor, not {type_name(value)}",
+                         "pass tensors positionally and other parameters by name")
                 ok = False
             elif p.type is not None and p.type.dims is not None:
                 ok = self._check_tensor_annotation(p, value, span, frame, inner) and ok
             inner.vars[p.name] = Binding(value, p.span, "parameter")
+        meant: set[str] = set()  # parameters a misspelt keyword stands for: not also reported missing
         for key, (_, kw) in kwargs.items():
             if not any(p.name == key for p in static_params):
                 guess = did_you_mean(key, [p.name for p in static_params])
                 self.err(frame, "E0103", kw.name_span, f"block `{block.name}` has no parameter `{key}`",
                          f"did you mean `{guess}`?" if guess else _params_help(static_params))
+                meant.add(guess)
                 ok = False
         for p in static_params:
             if p.name in kwargs:
@@ -643,7 +688,8 @@ class Elaborator:
             elif p.default is not None:
                 value = self._check_param_value(p, self.eval(p.default, inner), p.default.span, inner)
             else:
-                self.err(frame, "E0104", call.span, f"block `{block.name}` needs `{p.name}`", f"add `{p.name}=...`")
+                if p.name not in meant:
+                    self.err(frame, "E0104", call.span, f"block `{block.name}` needs `{p.name}`", f"add `{p.name}=...`")
                 ok = False
                 continue
             ok = ok and value is not UNKNOWN
@@ -659,10 +705,11 @@ class Elaborator:
             result = self.exec_body(block.body, inner)
         finally:
             self._call_stack.pop()
-        self._warn_unused(inner)
         if result is None and not any(isinstance(s, ast.Return) for s in block.body):
+            # Not also "`x` is assigned but never used": the missing `return` is why.
             return self.err(None, "E0304", block.name_span, f"block `{block.name}` has no `return`",
                             "end it with `return x`")
+        self._warn_unused(inner)
         return UNKNOWN if result is None else result
 
     def _check_tensor_annotation(self, p: ast.Param, value: Tensor, span: Span, frame: Frame, inner: Frame) -> bool:
@@ -675,7 +722,8 @@ class Elaborator:
             return False
         if (ann.name != "tensor" and value.type.dtype != ann.name) or len(dims) != value.type.rank or any(
                 isinstance(want, int) and want != got for want, got in zip(dims, value.type.shape, strict=False)):
-            self.err(frame, "E0206", span, f"`{p.name}` expects {ann.name}[{', '.join(map(str, dims))}], got {value.type}")
+            self.err(frame, "E0206", span, f"`{p.name}` expects {ann.name}[{', '.join(map(str, dims))}], got {value.type}",
+                     f"pass a tensor of that type, or change the annotation of `{p.name}`")
             return False
         return True
 
@@ -710,7 +758,9 @@ def takes_symbols(func: str, arg: str) -> bool:
 def unknown_name(name: str, span: Span, candidates: list[str]) -> Diagnostic:
     guess = did_you_mean(name, candidates)
     fix = Fix(f"change to `{guess}`", (Edit(span, guess),)) if guess else None
-    return error("E0101", span, f"unknown name `{name}`", f'did you mean "{guess}"?' if guess else None, fix=fix)
+    return error("E0101", span, f"unknown name `{name}`", f'did you mean "{guess}"?' if guess else
+                 f"define it before this line (`{name} = ...`), or declare it as an input, a parameter or a const",
+                 fix=fix)
 
 
 def unknown_block(name: str, span: Span, scope: ModuleScope) -> Diagnostic:

@@ -182,8 +182,11 @@ class ExperimentChecker:
         call = value if isinstance(value, ast.Call) else (
             ast.Call(value.id, (), (), value.span, value.span) if isinstance(value, ast.Name) else None)
         if call is None:
-            return self.err("E0402", value.span, "`model` must name a model, e.g. `model = Moe2048(d=128)`")
+            return self.err("E0402", value.span, "`model` must name a model",
+                            "write `model = NAME(...)`, e.g. `model = Moe2048(d=128)`")
         found = self.scope.lookup(call.func)
+        if found is None and self.scope.from_failed_import(call.func):
+            return None  # the import that would define it is reported already
         if found is None or not isinstance(found[0], ast.Model):
             models = [n for n in self.scope.visible_names() if isinstance(self.scope.lookup(n)[0], ast.Model)]
             guess = did_you_mean(call.func, models)
@@ -224,7 +227,7 @@ class ExperimentChecker:
             return None
         if value.func == "game2048":
             if positional:
-                return self.err("E0106", value.span, "`game2048` takes only `envs=N`")
+                return self.err("E0106", value.span, "`game2048` takes only `envs=N`", "write `game2048(envs=64)`")
             return EnvSpec("game2048", "mdl/Game2048-v0", args["envs"], TensorType("int", (4, 4)), 4)
         if len(positional) != 1 or not isinstance(positional[0], str):
             return self.err("E0106", value.span, "`gym` needs an environment id string",
@@ -236,7 +239,8 @@ class ExperimentChecker:
                             f'did you mean "{guess}"?' if guess else "install the package that registers it")
         spaces = _Gym.spaces(env_id)
         if isinstance(spaces, str):
-            return self.err("E0404", entry.value.span, spaces)
+            return self.err("E0404", entry.value.span, spaces,
+                            "use an installed environment with Box or Discrete observations and Discrete actions")
         return EnvSpec("gym", env_id, args["envs"], spaces[0], spaces[1])
 
     def _call_args(self, value: CallValue, args: tuple[Arg, ...], skip_positional: int = 0) -> dict | None:
@@ -290,7 +294,7 @@ class ExperimentChecker:
             self.err("E0409", span, "`budget` needs a unit", "write a step count like `2M steps` or a time like `10 min`")
             return
         if v.value <= 0:
-            self.err("E0202", span, "`budget` must be positive")
+            self.err("E0202", span, "`budget` must be positive", "for example `budget = 100k steps`")
         elif v.unit in STEP_UNITS:
             spec.budget_steps = int(v.value)
         elif v.unit in TIME_UNITS:
@@ -362,7 +366,7 @@ class ExperimentChecker:
         obs = env.observation
         if len(graph.inputs) != 1:
             self.err("E0405", span, f"model `{graph.model}` has {len(graph.inputs)} inputs; "
-                     f"the environment gives one observation {obs}")
+                     f"the environment gives one observation {obs}", "declare exactly one `input` for the observation")
             return
         name, node_id = next(iter(graph.inputs.items()))
         t = graph.nodes[node_id].type
@@ -413,7 +417,7 @@ class ExperimentChecker:
             else:
                 guess = did_you_mean(key, [*model_params, *algo_keys])
                 self.err("E0411", e.key_span, f"sweep key `{key}` is neither a parameter of `{model.name}` "
-                         "nor a PPO setting", f"did you mean `{guess}`?" if guess else None)
+                         "nor a PPO setting", f"did you mean `{guess}`?" if guess else _sweep_help(model_params))
                 continue
             known = model_params if target == "model" else algo_keys
             if name not in known:
@@ -442,7 +446,8 @@ class ExperimentChecker:
         for values in spec.sweep.values():
             points *= len(values)
         if points > MAX_SWEEP_POINTS:
-            self.err("E0411", sweep.span, f"the sweep has {points} points; at most {MAX_SWEEP_POINTS} are allowed")
+            self.err("E0411", sweep.span, f"the sweep has {points} points; at most {MAX_SWEEP_POINTS} are allowed",
+                     "sweep fewer values, or split the sweep over several experiments")
             return
         # Every model the sweep would build must compile too (e.g. experts=8 with top_k=... ).
         for combo in itertools.product(*model_axes.values()):
@@ -450,6 +455,12 @@ class ExperimentChecker:
             graph = self.el.model(model, self.scope, args, None, sweep.span)
             if graph is not None and spec.env is not None:
                 self._against_env(graph, spec.env, model_entry, model_entry)
+
+
+def _sweep_help(model_params: set[str]) -> str:
+    params = ", ".join(f"`{p}`" for p in sorted(model_params))
+    return (f"the model's parameters are {params}; " if params else "the model has no parameters; ") + (
+        "PPO settings are " + ", ".join(f"`{a.name}`" for a in PPO_ARGS))
 
 
 __all__ = ["PPO_ARGS", "EnvSpec", "ExperimentChecker", "ExperimentSpec", "Tensor"]

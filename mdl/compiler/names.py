@@ -43,7 +43,8 @@ def _body(body: tuple[ast.Stmt, ...], scope: ModuleScope, bound: set[str], out: 
 
 def _expr(e: ast.Expr, scope: ModuleScope, bound: set[str], out: list[Diagnostic], symbols: bool) -> None:
     if isinstance(e, ast.Name):
-        if e.id not in bound and scope.lookup(e.id) is None and not symbols and e.id not in PRIMITIVES:
+        if (e.id not in bound and scope.lookup(e.id) is None and not symbols and e.id not in PRIMITIVES
+                and not scope.from_failed_import(e.id)):
             out.append(unknown_name(e.id, e.span, [*bound, *scope.visible_names()]))
     elif isinstance(e, ast.BinOp):
         _expr(e.left, scope, bound, out, symbols)
@@ -57,7 +58,8 @@ def _expr(e: ast.Expr, scope: ModuleScope, bound: set[str], out: list[Diagnostic
         _expr(e.value, scope, bound, out, symbols)
         _expr(e.call, scope, bound, out, symbols)
     elif isinstance(e, ast.Call):
-        known = e.func in PRIMITIVES or e.func in BUILTINS or e.func in bound or scope.lookup(e.func) is not None
+        known = (e.func in PRIMITIVES or e.func in BUILTINS or e.func in bound or scope.lookup(e.func) is not None
+                 or scope.from_failed_import(e.func))  # the failed import is reported already
         if not known:
             out.append(unknown_block(e.func, e.func_span, scope))
         for a in e.args:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from importlib import resources
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 
 from mdl.compiler.diagnostics import Diagnostic, Label, did_you_mean, error
 from mdl.compiler.primitives import BUILTINS, PRIMITIVES
@@ -30,6 +30,12 @@ class ModuleScope:
     namespaces: dict[str, ModuleScope] = field(default_factory=dict)  # `as` imports
     unqualified: list[ModuleScope] = field(default_factory=list)  # plain `import stdlib.X`
     syntax_ok: bool = True
+    failed_imports: set[str] = field(default_factory=set)  # aliases (or "" for a plain import) that failed
+
+    def from_failed_import(self, name: str) -> bool:
+        """Whether an unknown `name` may come from an import that already failed (so is not reported again)."""
+        head, dot, _ = name.rpartition(".")
+        return head in self.failed_imports if dot else "" in self.failed_imports
 
     def lookup(self, name: str) -> tuple[Definition, ModuleScope] | None:
         """A definition by (possibly qualified) name, with the scope it was defined in."""
@@ -112,6 +118,7 @@ class Loader:
                 continue
             imported = self._import(scope, item)
             if imported is None:
+                scope.failed_imports.add(item.alias or "")
                 continue
             if item.alias:
                 if item.alias in scope.namespaces or item.alias in scope.definitions:
@@ -135,7 +142,10 @@ class Loader:
             hint = f"did you mean `import stdlib.{guess}`?" if guess else (
                 "the standard library has " + ", ".join(f"stdlib.{m}" for m in available))
             if parts[0] != "stdlib":
-                hint = f'files are imported by path: `import "{parts[-1]}.mdl" as {parts[-1]}`'
+                # `import blocks` or `import std.blocks` most likely meant the stdlib module.
+                guess = did_you_mean(name or item.module, available)
+                hint = f"did you mean `import stdlib.{guess}`?" if guess else (
+                    f'files are imported by path: `import "{parts[-1]}.mdl" as {parts[-1]}`')
             self.diagnostics.append(error("E0112", item.span, f"unknown module `{item.module}`", hint))
             return None
         key = f"<stdlib>/{name}"
@@ -153,7 +163,7 @@ class Loader:
             chain = " -> ".join(Path(k).name for k in self.loading[self.loading.index(key):])
             self.diagnostics.append(error("E0111", item.span, f"import cycle: {chain} -> {target.name}",
                                           "move the shared blocks into a third file that both import"))
-            return None
+            return self.loaded[key]  # its definitions are known: uses of them are not errors too
         if key in self.loaded:
             return self.loaded[key]
         try:
@@ -161,11 +171,13 @@ class Loader:
         except FileNotFoundError:
             near = [p.name for p in target.parent.glob("*.mdl")] if target.parent.is_dir() else []
             guess = did_you_mean(target.name, near)
+            near_path = str(PurePosixPath(item.path).with_name(guess)) if guess else None  # as the import writes it
             self.diagnostics.append(error("E0110", item.span, f'cannot find "{item.path}"',
-                                          f'did you mean "{guess}"?' if guess else f"looked for {target}"))
+                                          f'did you mean "{near_path}"?' if guess else f"looked for {target}"))
             return None
         except (OSError, UnicodeDecodeError) as exc:
-            self.diagnostics.append(error("E0110", item.span, f'cannot read "{item.path}": {exc}'))
+            self.diagnostics.append(error("E0110", item.span, f'cannot read "{item.path}": {exc}',
+                                          "import a readable UTF-8 `.mdl` file"))
             return None
         return self._load_nested(text, _display_path(target), key, item)
 

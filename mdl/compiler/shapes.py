@@ -52,7 +52,8 @@ def _axis(dim: int, rank: int, what: str = "dim") -> int:
 
 def _last(x: TensorType, op: str) -> int:
     if x.rank == 0:
-        raise ShapeError("E0207", f"`{op}` needs a tensor with at least one dimension, got {x}")
+        raise ShapeError("E0207", f"`{op}` needs a tensor with at least one dimension, got {x}",
+                         "apply it before the last dimension is reduced away")
     d = x.shape[-1]
     if not isinstance(d, int):
         raise ShapeError("E0208", f"`{op}` needs a known last dimension, got {x}",
@@ -151,7 +152,8 @@ def _moe(x: TensorType, op: str, attrs: dict) -> TensorType:
 
 def _reduce(x: TensorType, op: str, attrs: dict) -> TensorType:
     if x.rank == 0:
-        raise ShapeError("E0207", f"`{op}` needs a tensor with at least one dimension, got {x}")
+        raise ShapeError("E0207", f"`{op}` needs a tensor with at least one dimension, got {x}",
+                         "there is no dimension left to reduce; remove this step")
     axis = _axis(attrs["dim"], x.rank)
     dtype = "float" if op == "mean" else x.dtype
     return TensorType(dtype, x.shape[:axis] + x.shape[axis + 1:])
@@ -164,7 +166,7 @@ def _flatten(x: TensorType, op: str, attrs: dict) -> TensorType:
     end = _axis(attrs["end"], x.rank, "end")
     if start > end:
         raise ShapeError("E0210", f"`flatten` start={attrs['start']} comes after end={attrs['end']} "
-                         f"for a tensor of rank {x.rank}")
+                         f"for a tensor of rank {x.rank}", "use start <= end, e.g. `flatten(start=1)`")
     merged = mul_dims(list(x.shape[start:end + 1]))
     return TensorType(x.dtype, (*x.shape[:start], merged, *x.shape[end + 1:]))
 
@@ -173,15 +175,18 @@ def _reshape(x: TensorType, op: str, attrs: dict) -> TensorType:
     shape = list(attrs["shape"])
     for d in shape:
         if isinstance(d, int) and d != -1 and d < 1:
-            raise ShapeError("E0211", f"`reshape` sizes must be positive or -1, got {d}")
+            raise ShapeError("E0211", f"`reshape` sizes must be positive or -1, got {d}",
+                             "use positive sizes, symbolic names such as B, and at most one -1")
     if sum(1 for d in shape if d == -1) > 1:
-        raise ShapeError("E0211", "`reshape` can infer only one dimension (-1)")
+        raise ShapeError("E0211", "`reshape` can infer only one dimension (-1)",
+                         "give every size but one, e.g. `reshape(shape=[B, 16, -1])`")
     total = mul_dims(list(x.shape))
     known = mul_dims([d for d in shape if d != -1])
     if -1 in shape:
         if isinstance(total, int) and isinstance(known, int):
             if total % known:
-                raise ShapeError("E0211", f"cannot reshape {x} ({total} elements) to {_fmt(shape)}")
+                raise ShapeError("E0211", f"cannot reshape {x} ({total} elements) to {_fmt(shape)}",
+                                 f"the known sizes must divide {total}")
             shape[shape.index(-1)] = total // known
         else:
             inferred = _divide_symbolic(total, known)
@@ -190,7 +195,8 @@ def _reshape(x: TensorType, op: str, attrs: dict) -> TensorType:
                                  "name every dimension, keeping symbolic ones such as B")
             shape[shape.index(-1)] = inferred
     elif _canon(total) != _canon(known):
-        raise ShapeError("E0211", f"cannot reshape {x} to {_fmt(shape)}: sizes {total} and {known} differ")
+        raise ShapeError("E0211", f"cannot reshape {x} to {_fmt(shape)}: sizes {total} and {known} differ",
+                         f"the new sizes must multiply to {total}, as the input's do (or use -1 for one of them)")
     return TensorType(x.dtype, tuple(shape))
 
 
@@ -231,10 +237,12 @@ def _concat(xs: list[TensorType], attrs: dict) -> TensorType:
     total: list[Dim] = []
     for x in xs:
         if x.rank != first.rank:
-            raise ShapeError("E0206", f"`concat` inputs have different ranks: {first} and {x}")
+            raise ShapeError("E0206", f"`concat` inputs have different ranks: {first} and {x}",
+                             "give them the same number of dimensions first (`flatten` or `reshape` one)")
         for i, (a, b) in enumerate(zip(first.shape, x.shape, strict=True)):
             if i != axis and a != b:
-                raise ShapeError("E0206", f"`concat` inputs differ outside dim {attrs['dim']}: {first} and {x}")
+                raise ShapeError("E0206", f"`concat` inputs differ outside dim {attrs['dim']}: {first} and {x}",
+                                 f"only dimension {attrs['dim']} may differ; project or reshape one input")
         total.append(x.shape[axis])
     dtype = "float" if any(x.dtype == "float" for x in xs) else "int"
     return TensorType(dtype, (*first.shape[:axis], mul_sum(total), *first.shape[axis + 1:]))
