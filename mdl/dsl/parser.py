@@ -102,15 +102,18 @@ def _tokens(children: list, type_: str) -> list[Token]:
 
 def parse_number(text: str) -> int | float | None:
     """The value of a NUMBER token (`1_000`, `3e-4`, `100k`), or None if it is too large to represent."""
-    scale = {"k": 10**3, "M": 10**6, "G": 10**9}.get(text[-1], 1)
+    exponent = {"k": 3, "M": 6, "G": 9}.get(text[-1], 0)
+    scale = 10**exponent
     body = text.replace("_", "")
-    if scale != 1:
+    if exponent:
         body = body[:-1]
     if "." in body or "e" in body or "E" in body:
-        value = float(body) * scale
+        # Scale by shifting the decimal exponent, not by multiplying: 4.1M is exactly 4_100_000.
+        mantissa, _, power = body.lower().partition("e")
+        value = float(f"{mantissa}e{int(power or 0) + exponent}")
         if not math.isfinite(value):
             return None
-        return int(value) if scale != 1 and value.is_integer() else value
+        return int(value) if exponent and value.is_integer() else value
     if len(body) > _MAX_INT_DIGITS:
         return None
     return int(body) * scale
