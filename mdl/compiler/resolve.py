@@ -157,7 +157,12 @@ class Loader:
 
     def _import_file(self, scope: ModuleScope, item: ast.Import) -> ModuleScope | None:
         base = Path(scope.path).parent if scope.path else Path.cwd()
-        target = (base / item.path).resolve()
+        try:
+            target = (base / item.path).resolve()
+        except (OSError, ValueError):  # a NUL byte or a lone surrogate: no file has that name
+            self.diagnostics.append(error("E0110", item.span, f"cannot find {_quoted(item.path)}",
+                                          "the path contains a character no file name can have"))
+            return None
         key = str(target)
         if key in self.loading:
             chain = " -> ".join(Path(k).name for k in self.loading[self.loading.index(key):])
@@ -167,6 +172,11 @@ class Loader:
         if key in self.loaded:
             return self.loaded[key]
         try:
+            if target.exists() and not target.is_file():
+                # A directory, a device such as /dev/zero or a pipe: reading it fails, never ends or blocks.
+                self.diagnostics.append(error("E0110", item.span, f'"{item.path}" is not a file',
+                                              "import a `.mdl` file"))
+                return None
             text = target.read_text(encoding="utf-8")
         except FileNotFoundError:
             near = [p.name for p in target.parent.glob("*.mdl")] if target.parent.is_dir() else []
@@ -188,6 +198,11 @@ class Loader:
             self.diagnostics.append(error("E0113", item.span, "the imported file has errors",
                                           "fix the errors reported in that file"))
         return scope
+
+
+def _quoted(path: str) -> str:
+    """`path` in double quotes, with characters that cannot be printed escaped."""
+    return '"' + path.encode("utf-8", "backslashreplace").decode("utf-8").replace("\x00", "\\x00") + '"'
 
 
 def _display_path(target: Path) -> str:
