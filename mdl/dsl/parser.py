@@ -714,4 +714,7 @@ def _syntax_help(tok: Token, expected: set[str]) -> str | None:
         return f"`{tok.value}` is a keyword and cannot be used as a name"
     if tok.value == "->" and "NAME" not in expected:
         return "a pipe needs a value on its left: `x -> f`"
+    if expected in ({"EQUAL"}, {"COLON"}):
+        # `output policy h`, `input board int[...]`: one token is all that is missing.
+        return f"add {_display_names()[next(iter(expected))]} before this"
     return None
