@@ -171,7 +171,7 @@ class Elaborator:
         """Elaborate `model` with compile-time `args` (defaults fill the rest). None if it cannot run."""
         self.graph = Graph(model.name, {}, span=model.span)
         self._names = set()
-        self._failed: set[str] = set()
+        self._failed: set[str] = set()  # "<input>" and output names whose statements failed (reported)
         frame = Frame(scope)
         arg_spans = arg_spans or {}
         for name in args:
@@ -209,6 +209,12 @@ class Elaborator:
             self.err(None, "E0302", model.name_span, f"model `{model.name}` has no `policy` output",
                      "add the action logits, e.g. `output policy = h -> linear(out=4)`")
         return self.graph
+
+    @property
+    def failed(self) -> frozenset[str]:
+        """Inputs (`"<input>"`) and outputs of the last model elaborated whose statements failed: their
+        absence is explained by an error already reported."""
+        return frozenset(self._failed)
 
     def _check_param_value(self, p: ast.Param, value: Any, span: Span, frame: Frame) -> Any:
         if value is UNKNOWN or p.type is None:
@@ -526,9 +532,10 @@ class Elaborator:
         if not isinstance(x, Tensor):
             return self.err(frame, "E0201", positional[0][1], f"`dim` needs a tensor, not {type_name(x)}",
                             "pass the tensor whose size you want: `dim(x)`")
-        if isinstance(index, bool) or not isinstance(index, int) or not -x.type.rank <= index < max(x.type.rank, 1):
+        if isinstance(index, bool) or not isinstance(index, int) or not -x.type.rank <= index < x.type.rank:
             return self.err(frame, "E0210", positional[-1][1], f"dimension {index!r} is out of range for {x.type}",
-                            f"use a value from {-x.type.rank} to {x.type.rank - 1}")
+                            f"use a value from {-x.type.rank} to {x.type.rank - 1}" if x.type.rank else
+                            "this tensor has no dimensions")
         size = x.type.shape[index]
         if not isinstance(size, int):
             return self.err(frame, "E0208", call.span, f"dimension {index} of {x.type} is `{size}`, not known at compile time",

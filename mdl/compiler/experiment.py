@@ -348,9 +348,10 @@ class ExperimentChecker:
                     guess = did_you_mean(str(name), EXPORT_FORMATS)
                     self.err("E0202", span, f"unknown export format `{name}`",
                              f"did you mean `{guess}`?" if guess else "formats: " + ", ".join(EXPORT_FORMATS))
-                    return
+                    break  # one error for the list; `device` below is still checked
                 formats.append(name)
-            spec.export = tuple(formats)
+            else:
+                spec.export = tuple(formats)
         if "device" in entries and values["device"] is not UNKNOWN:
             v = values["device"]
             name = v.name if isinstance(v, Symbol) else v
@@ -364,7 +365,10 @@ class ExperimentChecker:
     def _against_env(self, graph: Graph, env: EnvSpec, model_entry: ast.Entry, env_entry: ast.Entry) -> None:
         span = model_entry.value.span
         obs = env.observation
+        failed = self.el.failed  # an input or output whose statement failed is reported already
         if len(graph.inputs) != 1:
+            if "<input>" in failed:
+                return
             self.err("E0405", span, f"model `{graph.model}` has {len(graph.inputs)} inputs; "
                      f"the environment gives one observation {obs}", "declare exactly one `input` for the observation")
             return
@@ -386,6 +390,8 @@ class ExperimentChecker:
                          f"end the policy head with `linear(out={env.actions})`")
         value = graph.outputs.get("value")
         if value is None:
+            if "value" in failed:
+                return
             self.err("E0407", graph.span or span, f"model `{graph.model}` has no `value` output; PPO needs one",
                      "add `output value = h -> linear(out=1)`")
         else:
@@ -400,6 +406,7 @@ class ExperimentChecker:
         algo_keys = {a.name for a in PPO_ARGS}
         frame = Frame(self.scope)
         model_axes: dict[str, tuple] = {}
+        swept: dict[str, str] = {}  # "model.experts" -> the key as written, to catch `experts` and `model.experts`
         for e in sweep.entries:
             key = e.key
             if key.startswith("model."):
@@ -425,6 +432,11 @@ class ExperimentChecker:
                 self.err("E0411", e.key_span, f"`{name}` is not a {target} setting",
                          f"did you mean `{guess}`?" if guess else None)
                 continue
+            if f"{target}.{name}" in swept:
+                self.err("E0411", e.key_span, f"sweep key `{key}` is given twice (as `{swept[f'{target}.{name}']}` "
+                         "before)", "put all its values in one list")
+                continue
+            swept[f"{target}.{name}"] = key
             values = self.el.eval(e.value, frame)
             if values is UNKNOWN:
                 continue
