@@ -464,9 +464,16 @@ class ExperimentChecker:
         # Every model the sweep would build must compile too (e.g. experts=8 with top_k=... ).
         for combo in itertools.product(*model_axes.values()):
             args = {**spec.model_args, **dict(zip(model_axes, combo, strict=True))}
+            if _same_args(args, spec.model_args):
+                continue  # the experiment's own model: elaborated and checked against the env already
             graph = self.el.model(model, self.scope, args, None, sweep.span)
             if graph is not None and spec.env is not None:
                 self._against_env(graph, spec.env, model_entry, model_entry)
+
+
+def _same_args(a: dict[str, Any], b: dict[str, Any]) -> bool:
+    """The same compile-time arguments, value for value (`4`, `4.0` and `true` are told apart)."""
+    return a.keys() == b.keys() and all(repr(a[k]) == repr(b[k]) for k in a)
 
 
 def _sweep_help(model_params: set[str]) -> str:
