@@ -7,6 +7,7 @@ Nothing is executed; a missing file or a cycle is an error at the import.
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path, PurePosixPath
@@ -70,6 +71,14 @@ def stdlib_modules() -> list[str]:
     return sorted(names)
 
 
+@functools.lru_cache(maxsize=16)
+def _parse_stdlib(text: str, path: str) -> tuple[ast.Module, tuple[Diagnostic, ...]]:
+    """`parse` for stdlib modules, which every check of a design that imports them reads again: the tree
+    and the diagnostics are immutable, so one parse per text serves them all."""
+    module, syntax = parse(text, path)
+    return module, tuple(syntax)
+
+
 class Loader:
     """Loads a root file and its imports; shares one scope per file."""
 
@@ -82,7 +91,7 @@ class Loader:
         return self._load(text, path, str(Path(path).resolve()) if path else "<input>")
 
     def _load(self, text: str, path: str | None, key: str) -> ModuleScope:
-        module, syntax = parse(text, path)
+        module, syntax = _parse_stdlib(text, path) if key.startswith("<stdlib>/") else parse(text, path)
         self.diagnostics.extend(syntax)
         scope = ModuleScope(path, module, syntax_ok=not any(d.is_error for d in syntax))
         self.loaded[key] = scope
