@@ -810,6 +810,24 @@ def test_every_model_a_sweep_builds_is_checked() -> None:
     assert [(d.code, d.message) for d in found] == [("E0204", "`top_k=2` is more than `experts=1`")]
 
 
+def test_the_sweep_point_that_is_the_experiments_own_model_is_not_elaborated_again(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    from mdl.compiler.elaborate import Elaborator
+
+    calls: list[dict] = []
+    original = Elaborator.model
+
+    def counting(self, model, scope, args, *rest):
+        calls.append(dict(args))
+        return original(self, model, scope, args, *rest)
+
+    monkeypatch.setattr(Elaborator, "model", counting)
+    spec = spec_of(experiment("model = Net(experts=4)", "env = game2048()", "sweep { experts = [4, 8] }"))
+    assert spec.sweep == {"model.experts": (4, 8)}
+    # the defaults, the experiment's own model, then only the sweep point that differs from it
+    assert calls == [{}, {"experts": 4}, {"experts": 8}]
+
+
 # --------------------------------------------------------------------------------------------- cost
 
 
