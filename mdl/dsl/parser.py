@@ -110,7 +110,9 @@ def parse_number(text: str) -> int | float | None:
     if "." in body or "e" in body or "E" in body:
         # Scale by shifting the decimal exponent, not by multiplying: 4.1M is exactly 4_100_000.
         mantissa, _, power = body.lower().partition("e")
-        value = float(f"{mantissa}e{int(power or 0) + exponent}")
+        # An exponent of many digits is far outside a float's range: `float` gives 0.0 or inf by itself
+        # (and `int` would refuse a string of over 4300 digits).
+        value = float(body if len(power) > 8 else f"{mantissa}e{int(power or 0) + exponent}")
         if not math.isfinite(value):
             return None
         return int(value) if exponent and value.is_integer() else value
