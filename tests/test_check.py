@@ -249,7 +249,7 @@ def test_statements_after_return_are_unreachable() -> None:
 
 
 @pytest.mark.parametrize(("call", "message"), [
-    ("dropout(p=1.0)", "`p=1` is out of range; it must be in [0, 1)"),
+    ("dropout(p=1.0)", "`p=1.0` is out of range; it must be in [0, 1)"),
     ("dropout(p=-0.5)", "`p=-0.5` is out of range; it must be in [0, 1)"),
     ("layer_norm(eps=0)", "`eps=0` is out of range; it must be in (0, 1]"),
     ("attention(heads=4, dropout=1)", "`dropout=1` is out of range; it must be in [0, 1)"),
@@ -782,8 +782,8 @@ def test_an_ambiguous_sweep_key_must_be_qualified() -> None:
 
 @pytest.mark.parametrize(("sweep", "message", "help"), [
     ("expert = [4]", "sweep key `expert` is neither a parameter of `Net` nor a PPO setting", "did you mean `experts`?"),
-    ("algo.gama = [0.9]", "`gama` is not a algo setting", "did you mean `gamma`?"),
-    ("model.lr = [1]", "`lr` is not a model setting", ...),
+    ("algo.gama = [0.9]", "`gama` is not a PPO setting", "did you mean `gamma`?"),
+    ("model.lr = [1]", "`lr` is not a model parameter", ...),
     ("experts = 4", "a sweep key takes a non-empty list of values", "for example `experts = [1, 2]`"),
 ])
 def test_bad_sweep_keys(sweep: str, message: str, help: object) -> None:

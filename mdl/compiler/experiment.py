@@ -429,7 +429,7 @@ class ExperimentChecker:
             known = model_params if target == "model" else algo_keys
             if name not in known:
                 guess = did_you_mean(name, known)
-                self.err("E0411", e.key_span, f"`{name}` is not a {target} setting",
+                self.err("E0411", e.key_span, f"`{name}` is not {'a model parameter' if target == 'model' else 'a PPO setting'}",
                          f"did you mean `{guess}`?" if guess else None)
                 continue
             if f"{target}.{name}" in swept:
@@ -466,7 +466,7 @@ class ExperimentChecker:
             args = {**spec.model_args, **dict(zip(model_axes, combo, strict=True))}
             if _same_args(args, spec.model_args):
                 continue  # the experiment's own model: elaborated and checked against the env already
-            graph = self.el.model(model, self.scope, args, None, sweep.span)
+            graph = self.el.model(model, self.scope, args, self._arg_spans(model_entry), sweep.span)
             if graph is not None and spec.env is not None:
                 self._against_env(graph, spec.env, model_entry, model_entry)
 

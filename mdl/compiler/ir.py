@@ -34,8 +34,8 @@ class Node:
     """One primitive application (or a model input, or elementwise arithmetic).
 
     `name` is unique in the graph and readable: the path of block calls and `repeat` indices, then the
-    op (or the output's name), e.g. `layers.0.encoder_layer.attention`. `scope` lists the block-call
-    paths the node sits in, outermost first, for per-block totals.
+    op (or the output's name), e.g. `layers.0.encoder_layer.attention`. `scope` holds the path of the
+    innermost block call the node sits in (empty at model level); per-block totals use name prefixes.
     """
 
     id: int

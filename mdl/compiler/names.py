@@ -1,7 +1,7 @@
 """A static pass over every block and model body: names and callees must resolve.
 
-Elaboration finds these too, but only in code a model actually runs; this pass also covers library
-blocks that nothing calls yet, so a typo in `stdlib/blocks.mdl` or in an unused block is still shown.
+Elaboration finds these too, but only in code a model actually runs; this pass also covers the blocks
+of the checked file that nothing calls yet, so a typo in an unused block is still shown.
 """
 
 from __future__ import annotations

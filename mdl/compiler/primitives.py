@@ -65,6 +65,7 @@ class Arg:
 
 
 def _num(x: float) -> str:
+    """A range bound, compactly: `1`, `0.5`, `1000000`."""
     return str(int(x)) if float(x).is_integer() and abs(x) < 1e15 else repr(x)
 
 
@@ -104,6 +105,7 @@ def coerce(arg: Arg, value: Any) -> Any:
         if arg.optional:
             return None
         raise ArgError(f"`{arg.name}` cannot be none", f"give `{arg.name}` a {arg.type} value")
+    given = value  # echoed in messages as the user wrote it (`p=1.0`, `lr=0`)
     t = arg.type
     if t == "bool":
         if not isinstance(value, bool):
@@ -132,7 +134,7 @@ def coerce(arg: Arg, value: Any) -> Any:
         if isinstance(value, bool) or not isinstance(value, int | float):
             raise ArgError(f"`{arg.name}` must be a number, not {type_name(value)}")
         value = float(value)
-    _check_range(arg, value)
+    _check_range(arg, value, given)
     return value
 
 
@@ -146,14 +148,14 @@ def _shape_dim(arg: Arg, d: Any) -> int | str:
                    f"for example `{arg.name}=[B, 16, 8]`")
 
 
-def _check_range(arg: Arg, value: float) -> None:
+def _check_range(arg: Arg, value: float, given: float) -> None:
     bad = (
         (arg.low is not None and (value < arg.low or (arg.low_open and value == arg.low)))
         or (arg.high is not None and (value > arg.high or (arg.high_open and value == arg.high)))
         or (isinstance(value, float) and not math.isfinite(value))
     )
     if bad:
-        raise ArgError(f"`{arg.name}={_num(value) if isinstance(value, int | float) else value}` is out of range; "
+        raise ArgError(f"`{arg.name}={given!r}` is out of range; "
                        f"it must be in {arg.range_text()}", _range_help(arg))
 
 

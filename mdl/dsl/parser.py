@@ -585,7 +585,7 @@ def _parse_tokens(tokens: list[Token], text: str, path: str | None, diagnostics:
     try:
         return parser.feed_eof(tokens[-1] if tokens else None)
     except UnexpectedInput:
-        diagnostics.append(_eof_error(opens, text, path))
+        diagnostics.append(_eof_error(opens, text, path, parser))
         return ast.Module(_recovered_items(parser))
 
 
@@ -646,7 +646,7 @@ def _recovered_items(parser) -> tuple:
     return tuple(items)
 
 
-def _eof_error(opens: list[_Open], text: str, path: str | None) -> Diagnostic:
+def _eof_error(opens: list[_Open], text: str, path: str | None, parser=None) -> Diagnostic:
     end = _end_of_file(text, path)
     if opens:
         top = opens[-1]
@@ -655,6 +655,10 @@ def _eof_error(opens: list[_Open], text: str, path: str | None) -> Diagnostic:
         where = _tok_span(top.token)
         return error("E0002", end, f"expected `{closer}` to close {what} opened on line {where.line}",
                      f"add `{closer}` at the end", labels=(Label(where, "opened here"),))
+    expected = _accepts(parser) - {"$END", "_SEP"} if parser is not None else set()
+    if expected:
+        return error("E0001", end, f"expected {_describe_expected(expected)}, found end of file",
+                     "the last statement is not complete")
     return error("E0001", end, "unexpected end of file", "the last statement is not complete")
 
 
