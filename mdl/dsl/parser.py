@@ -24,7 +24,7 @@ import re
 from dataclasses import dataclass
 from importlib import resources
 
-from lark import Lark, Token, Transformer
+from lark import Lark, Transformer
 from lark.exceptions import UnexpectedInput
 
 from mdl.compiler.diagnostics import Diagnostic, Label, error
@@ -43,6 +43,30 @@ _KEYWORDS = frozenset(
     ["import", "as", "const", "block", "model", "experiment", "input", "output", "repeat", "return", "sweep", "true", "false", "none"]
 )
 _MAX_INT_DIGITS = 4000
+
+
+class Token:
+    """A token as the LALR engine and the tree callbacks read it.
+
+    Lark's own `Token` is a `str` subclass whose constructor costs more than parsing the token; the
+    engine only reads `.type`, so a plain slotted object with Lark's attribute names serves.
+    """
+
+    __slots__ = ("column", "end_column", "end_line", "end_pos", "line", "start_pos", "type", "value")
+
+    def __init__(self, type: str, value: str, start_pos: int = 0, line: int = 1, column: int = 1,
+                 end_line: int = 1, end_column: int = 1, end_pos: int = 0):
+        self.type = type
+        self.value = value
+        self.start_pos = start_pos
+        self.line = line
+        self.column = column
+        self.end_line = end_line
+        self.end_column = end_column
+        self.end_pos = end_pos
+
+    def __repr__(self) -> str:
+        return f"Token({self.type!r}, {self.value!r})"
 
 
 @dataclass(frozen=True, slots=True)
