@@ -78,7 +78,7 @@ class CallValue:
     kwargs: dict[str, Any]
     span: Span
     func_span: Span
-    kw_spans: dict[str, Span]
+    keywords: dict[str, ast.Keyword]
     kind = "call"
 
 
@@ -570,7 +570,7 @@ class Elaborator:
         if ok and need < 0 and len(tensors) < 2:
             return self.err(frame, "E0106", call.span, f"`{prim.name}` needs at least two tensors",
                             f"`{prim.name}(a, b, dim=-1)`")
-        attrs = self._bind_args(prim.name, prim.args, kwargs, call, frame, meant)
+        attrs = self.bind_args(prim.name, prim.args, kwargs, call.span, frame, meant)
         if attrs is None or not ok:
             return UNKNOWN
         in_types = [t.type for t in tensors]
@@ -611,10 +611,15 @@ class Elaborator:
                 self.warn("W0002", span, f"{what} {width} is not a multiple of 8",
                           f"widths that are multiples of 8 run faster; try {up}", fix=fix, frame=frame)
 
-    def _bind_args(self, callee: str, args: tuple[Arg, ...], kwargs, call: ast.Call, frame: Frame,
-                   meant: set[str] | None = None) -> dict | None:
-        """Check keyword arguments against `args`. A required argument in `meant` is not reported missing:
-        an error already given (a misspelt keyword, a positional value) stands for it."""
+    def bind_args(self, callee: str, args: tuple[Arg, ...], kwargs: dict[str, tuple[Any, ast.Keyword]],
+                  call_span: Span, frame: Frame | None, meant: set[str] | None = None,
+                  noun: str = "argument") -> dict | None:
+        """Check keyword arguments (name -> (value, its Keyword)) against `args`; fill in defaults.
+
+        Used for primitives here and for experiment settings (`ppo(...)`, `game2048(...)`). A required
+        argument in `meant` is not reported missing: an error already given (a misspelt keyword, a
+        positional value) stands for it.
+        """
         attrs: dict[str, Any] = {}
         ok = True
         names = [a.name for a in args]
@@ -626,7 +631,7 @@ class Elaborator:
                 if guess:
                     meant.add(guess)
                 fix = Fix(f"change to `{guess}`", (Edit(kw.name_span, guess),)) if guess else None
-                self.err(frame, "E0103", kw.name_span, f"`{callee}` has no argument `{key}`",
+                self.err(frame, "E0103", kw.name_span, f"`{callee}` has no {noun} `{key}`",
                          f"did you mean `{guess}`?" if guess else
                          (f"`{callee}` takes " + ", ".join(names) if names else f"`{callee}` takes no arguments"),
                          fix=fix)
@@ -645,7 +650,7 @@ class Elaborator:
                 continue
             if arg.required:
                 if arg.name not in meant:
-                    self.err(frame, "E0104", call.span, f"`{callee}` needs `{arg.name}`",
+                    self.err(frame, "E0104", call_span, f"`{callee}` needs `{arg.name}`",
                              f"add `{arg.name}=...`" + (f" ({arg.doc})" if arg.doc else ""))
                 ok = False
             else:

@@ -171,7 +171,7 @@ class ExperimentChecker:
             args = tuple(self.value(a, frame) for a in expr.args)
             kwargs = {k.name: self.value(k.value, frame) for k in expr.kwargs}
             return CallValue(expr.func, args, kwargs, expr.span, expr.func_span,
-                             {k.name: k.value.span for k in expr.kwargs})
+                             {k.name: k for k in expr.kwargs})
         if isinstance(expr, ast.List):
             return tuple(self.value(e, frame) for e in expr.items)
         return self.el.eval(expr, frame, symbols=True)
@@ -244,33 +244,13 @@ class ExperimentChecker:
         return EnvSpec("gym", env_id, args["envs"], spaces[0], spaces[1])
 
     def _call_args(self, value: CallValue, args: tuple[Arg, ...], skip_positional: int = 0) -> dict | None:
-        out: dict[str, Any] = {}
         ok = True
         if len(value.args) > skip_positional:
             self.err("E0106", value.span, f"`{value.func}` takes its settings by name",
                      f"write `{value.func}({args[0].name}=...)`" if args else None)
             ok = False
-        for key, v in value.kwargs.items():
-            arg = next((a for a in args if a.name == key), None)
-            span = value.kw_spans[key]
-            if arg is None:
-                guess = did_you_mean(key, [a.name for a in args])
-                fix = Fix(f"change to `{guess}`", (Edit(span, guess),)) if guess else None
-                self.err("E0103", span, f"`{value.func}` has no setting `{key}`",
-                         f"did you mean `{guess}`?" if guess else
-                         "settings: " + ", ".join(a.name for a in args), fix)
-                ok = False
-                continue
-            if v is UNKNOWN:
-                ok = False
-                continue
-            try:
-                out[key] = coerce(arg, v)
-            except ArgError as exc:
-                self.err("E0202", span, exc.message, exc.help)
-                ok = False
-        for a in args:
-            out.setdefault(a.name, a.default)
+        kwargs = {k: (v, value.keywords[k]) for k, v in value.kwargs.items()}
+        out = self.el.bind_args(value.func, args, kwargs, value.span, None, noun="setting")
         return out if ok else None
 
     def _algo(self, value: Any, entry: ast.Entry) -> dict | None:
@@ -332,7 +312,7 @@ class ExperimentChecker:
             self.err("E0410", span, "`checkpoint` must be `every(N steps, keep=K)`",
                      "for example `checkpoint = every(100k steps, keep=3)`")
             return
-        args = self._call_args(CallValue("every", (), v.kwargs, v.span, v.func_span, v.kw_spans),
+        args = self._call_args(CallValue("every", (), v.kwargs, v.span, v.func_span, v.keywords),
                                (Arg("keep", "int", 3, low=1, high=10_000, doc="checkpoints kept"),))
         if args is not None:
             spec.checkpoint_every, spec.checkpoint_keep = int(every.value), args["keep"]
