@@ -130,20 +130,21 @@ class Elaborator:
         self._seen.add(key)
         self.diagnostics.append(d)
 
+    @staticmethod
+    def _call_site(frame: Frame | None, span: Span) -> tuple[Label, ...]:
+        """A label at the block call a mistake inside a block came through (blocks are inlined)."""
+        if frame is not None and frame.call_span is not None and frame.call_span != span:
+            return (Label(frame.call_span, "in this block call"),)
+        return ()
+
     def err(self, frame: Frame | None, code: str, span: Span, message: str, help: str | None = None,
             fix: Fix | None = None) -> Any:
-        labels = ()
-        if frame is not None and frame.call_span is not None and frame.call_span != span:
-            labels = (Label(frame.call_span, "in this block call"),)
-        self.report(error(code, span, message, help, labels=labels, fix=fix))
+        self.report(error(code, span, message, help, labels=self._call_site(frame, span), fix=fix))
         return UNKNOWN
 
     def warn(self, code: str, span: Span, message: str, help: str | None = None, fix: Fix | None = None,
              frame: Frame | None = None) -> None:
-        labels = ()
-        if frame is not None and frame.call_span is not None and frame.call_span != span:
-            labels = (Label(frame.call_span, "in this block call"),)
-        self.report(warning(code, span, message, help, labels=labels, fix=fix))
+        self.report(warning(code, span, message, help, labels=self._call_site(frame, span), fix=fix))
 
     # ----------------------------------------------------------------------------------- consts
     def const_value(self, const: ast.Const, scope: ModuleScope) -> Any:
