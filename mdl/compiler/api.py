@@ -1,13 +1,16 @@
-"""The compiler's public face: compile a design to its checked IR and figures.
+"""The compiler's public face: compile a design to its checked IR, its figures and its torch module.
 
-The front end (this module) imports no torch. Lowering to a `torch.nn.Module` is a later stage that
-builds on `CompiledModel.ir`.
+Compiling imports no torch: `CompiledModel.module` lowers the IR (mdl.compiler.lower) the first time
+it is asked for, so `mdlc check`, `mdlc compile --json` and the language server stay fast.
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from mdl.compiler import cost
 from mdl.compiler.check import Analysis, analyze
@@ -26,6 +29,30 @@ class CompiledModel:
     source: str
     path: str | None
     diagnostics: list[Diagnostic] = field(default_factory=list)  # warnings (errors raise)
+    _module: Any = field(default=None, repr=False)
+
+    @property
+    def module(self):
+        """The `torch.fx.GraphModule` (fresh weights), lowered and verified on first use.
+
+        Its forward takes the inputs in declaration order and returns a dict of the outputs by name.
+        Raises CompileError (internal errors E0901/E0902, at the span concerned) if lowering fails.
+        """
+        if self._module is None:
+            from mdl.compiler.lower import lower, verify
+
+            module = lower(self.ir)
+            problems = verify(module, self.ir)
+            if problems:
+                raise CompileError(problems)
+            self._module = module
+        return self._module
+
+    @property
+    def architecture_hash(self) -> str:
+        """sha256 of the architecture: every node's name, op, inputs, attributes and type, and the
+        input and output names. Spans, comments, formatting and the model's name do not enter it."""
+        return architecture_hash(self.ir)
 
     @property
     def params(self) -> int:
@@ -62,6 +89,26 @@ class CompiledModel:
             "blocks": [{"path": b.path, "block": b.block, "params": b.params, "flops": b.flops, "line": b.line}
                        for b in cost.block_costs(self.ir)],
         }
+
+
+def architecture_hash(graph: Graph) -> str:
+    canonical = {
+        "inputs": list(graph.inputs.items()),
+        "outputs": list(graph.outputs.items()),
+        "nodes": [[n.name, n.op, list(n.inputs), sorted((k, _plain(v)) for k, v in n.attrs.items()),
+                   n.type.dtype, [str(d) for d in n.type.shape]] for n in graph.nodes],
+    }
+    text = json.dumps(canonical, separators=(",", ":"), sort_keys=True)
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def _plain(v: Any) -> Any:
+    """An attribute value in a JSON-stable form (floats by repr, tuples as lists)."""
+    if isinstance(v, float):
+        return repr(v)
+    if isinstance(v, tuple | list):
+        return [_plain(x) for x in v]
+    return v
 
 
 def select_model(analysis: Analysis, model: str | None, path: str | None) -> tuple[Graph | None, list[Diagnostic]]:

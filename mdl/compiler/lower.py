@@ -1,0 +1,241 @@
+"""Lowering: the graph IR becomes a `torch.fx.GraphModule`, built node by node with `torch.fx.Graph`.
+
+Every IR node becomes one FX node: a `call_module` for primitives with parameters or a train/eval
+difference (their module sits at the node's dotted name, so state-dict keys read like the design:
+`layers.0.encoder_layer.attention.in_proj_weight`), a `call_function` for the rest. `node.meta` keeps
+the IR node (`"mdl_node"`) and its span (`"span"`). The module's forward takes the inputs in
+declaration order and returns a dict of the outputs by name.
+
+`verify` then runs `ShapeProp` under `FakeTensorMode` with symbolic batch (and other symbolic) dims,
+and checks every node's shape and dtype against the IR. A mismatch is a compiler bug, reported as an
+internal error at the span that produced the node.
+"""
+
+from __future__ import annotations
+
+import operator
+from typing import Any
+
+import torch
+import torch.fx as fx
+import torch.nn.functional as F
+from torch import nn
+
+from mdl.compiler.diagnostics import CompileError, Diagnostic, error
+from mdl.compiler.ir import Graph, Node, TensorType
+from mdl.compiler.ops.layers import MLP, PositionalEncoding, SelfAttention
+
+DTYPES = {"float": torch.float32, "int": torch.int64}
+_ARITH = {"add": operator.add, "sub": operator.sub, "mul": operator.mul, "div": operator.truediv}
+
+
+def _in_types(graph: Graph, node: Node) -> list[TensorType]:
+    return [graph.nodes[i].type for i in node.inputs]
+
+
+def make_module(node: Node, inputs: list[TensorType]) -> nn.Module | None:
+    """The module for a primitive with parameters (or dropout), or None for a plain function."""
+    a = node.attrs
+    d = inputs[0].shape[-1] if inputs and inputs[0].rank else None
+    op = node.op
+    if op == "embedding":
+        return nn.Embedding(a["vocab"], a["dim"])
+    if op == "linear":
+        return nn.Linear(d, a["out"], bias=a["bias"])
+    if op == "layer_norm":
+        return nn.LayerNorm(d, eps=a["eps"])
+    if op == "rms_norm":
+        return nn.RMSNorm(d, eps=a["eps"])
+    if op == "dropout":
+        return nn.Dropout(a["p"])
+    if op == "attention":
+        return SelfAttention(d, a["heads"], a["dropout"])
+    if op == "pos_encoding":
+        return PositionalEncoding(inputs[0].shape[1] if isinstance(inputs[0].shape[1], int) else 1, d, a["kind"])
+    if op == "mlp":
+        return MLP(d, a["hidden"], node.type.shape[-1], a["act"])
+    if op == "moe":
+        from mdl.compiler.ops.moe import MoE  # registers the mdl::moe op on first use
+
+        return MoE(d, a["experts"], a["hidden"], a["top_k"], a["act"], a["capacity"], a["balance"])
+    return None
+
+
+def _reshape_target(node: Node) -> list[int]:
+    """`reshape`'s target with symbolic dims as -1 (the IR allows at most one unknown among them)."""
+    shape = [d if isinstance(d, int) else -1 for d in node.type.shape]
+    if shape.count(-1) > 1:
+        raise _Internal(node, f"reshape to {node.type} has more than one symbolic dimension")
+    return shape
+
+
+def _function_call(node: Node, args: list[fx.Node]) -> tuple[Any, tuple, dict]:
+    """(function, args, kwargs) for a parameter-free primitive."""
+    a = node.attrs
+    op = node.op
+    x = args[0] if args else None
+    if op in ("relu", "tanh", "sigmoid"):
+        return getattr(torch, op), (x,), {}
+    if op in ("gelu", "silu"):
+        return getattr(F, op), (x,), {}
+    if op == "softmax":
+        return F.softmax, (x,), {"dim": a["dim"]}
+    if op == "mean":
+        return torch.mean, (x,), {"dim": a["dim"]}
+    if op == "sum":
+        return torch.sum, (x,), {"dim": a["dim"]}
+    if op == "max":
+        return torch.amax, (x,), {"dim": a["dim"]}
+    if op == "flatten":
+        return torch.flatten, (x,), {"start_dim": a["start"], "end_dim": a["end"]}
+    if op == "reshape":
+        return torch.reshape, (x, _reshape_target(node)), {}
+    if op == "concat":
+        return torch.cat, (list(args),), {"dim": a["dim"]}
+    if op == "neg":
+        return operator.neg, (x,), {}
+    if op in _ARITH:
+        fn = _ARITH[op]
+        if "scalar" in a:
+            return fn, ((a["scalar"], x) if a["scalar_first"] else (x, a["scalar"])), {}
+        return fn, (args[0], args[1]), {}
+    raise _Internal(node, f"no lowering for op `{op}`")
+
+
+class _Internal(Exception):
+    def __init__(self, node: Node, message: str):
+        super().__init__(message)
+        self.node = node
+        self.message = message
+
+
+def _attach(root: nn.Module, path: str, module: nn.Module) -> None:
+    """Put `module` at dotted `path` under `root`, creating plain containers on the way."""
+    *parents, leaf = path.split(".")
+    owner = root
+    for part in parents:
+        child = owner._modules.get(part)
+        if child is None:
+            child = nn.Module()
+            owner.add_module(part, child)
+        owner = child
+    owner.add_module(leaf, module)
+
+
+def _internal_error(node: Node, message: str) -> CompileError:
+    return CompileError([error("E0901", node.span, f"internal error while lowering `{node.name}`: {message}",
+                               "this is a bug in mdl; please report it with this design")])
+
+
+def lower(graph: Graph) -> fx.GraphModule:
+    """Build the GraphModule for an elaborated graph. Raises CompileError (E0901) on a compiler bug."""
+    root = nn.Module()
+    g = fx.Graph()
+    env: dict[int, fx.Node] = {}
+    try:
+        for node in graph.nodes:
+            args = [env[i] for i in node.inputs]
+            if node.op == "input":
+                fx_node = g.placeholder(node.name)
+            else:
+                module = make_module(node, _in_types(graph, node))
+                if module is not None:
+                    _attach(root, node.name, module)
+                    fx_node = g.call_module(node.name, tuple(args))
+                else:
+                    fn, fargs, fkwargs = _function_call(node, args)
+                    fx_node = g.call_function(fn, fargs, fkwargs)
+            fx_node.meta["mdl_node"] = node
+            fx_node.meta["span"] = node.span
+            env[node.id] = fx_node
+    except _Internal as exc:
+        raise _internal_error(exc.node, exc.message) from None
+    g.output({name: env[i] for name, i in graph.outputs.items()})
+    gm = fx.GraphModule(root, g, class_name=_class_name(graph.model))
+    gm.graph.lint()
+    return gm
+
+
+def _class_name(model: str) -> str:
+    return model if model.isidentifier() else "Model"
+
+
+# ------------------------------------------------------------------------------------ verification
+
+_EXAMPLE_SIZES = (3, 5, 7, 11, 13, 17, 19, 23)  # distinct, >= 2 so no symbolic dim is specialised
+
+
+def example_sizes(graph: Graph) -> dict[str, int]:
+    """A concrete size for each symbolic input dim, distinct per symbol."""
+    sizes: dict[str, int] = {}
+    for t in graph.input_types().values():
+        for d in t.shape:
+            if isinstance(d, str) and d not in sizes:
+                sizes[d] = _EXAMPLE_SIZES[len(sizes) % len(_EXAMPLE_SIZES)] + 24 * (len(sizes) // len(_EXAMPLE_SIZES))
+    return sizes
+
+
+def example_inputs(graph: Graph, sizes: dict[str, int] | None = None, generator: torch.Generator | None = None,
+                   ) -> list[torch.Tensor]:
+    """Random inputs of the IR's shapes (ints in [0, 16), the 2048 exponents), in declaration order."""
+    sizes = sizes or example_sizes(graph)
+    out = []
+    for t in graph.input_types().values():
+        shape = [d if isinstance(d, int) else sizes[d] for d in t.shape]
+        if t.dtype == "int":
+            out.append(torch.randint(0, 16, shape, generator=generator))
+        else:
+            out.append(torch.randn(shape, generator=generator))
+    return out
+
+
+def verify(gm: fx.GraphModule, graph: Graph) -> list[Diagnostic]:
+    """ShapeProp under FakeTensorMode with symbolic dims; a diagnostic (E0902) per disagreement with the IR."""
+    from torch._subclasses.fake_tensor import FakeTensorMode
+    from torch.fx.experimental.symbolic_shapes import DimDynamic, ShapeEnv, StatelessSymbolicContext
+    from torch.fx.passes.shape_prop import ShapeProp
+
+    mode = FakeTensorMode(shape_env=ShapeEnv())
+    sizes = example_sizes(graph)
+    fakes = []
+    for real, t in zip(example_inputs(graph, sizes), graph.input_types().values(), strict=True):
+        dynamic = [DimDynamic.STATIC if isinstance(d, int) else DimDynamic.DYNAMIC for d in t.shape]
+        fakes.append(mode.from_tensor(real, symbolic_context=StatelessSymbolicContext(dynamic_sizes=dynamic)))
+    current: dict[str, fx.Node] = {}
+
+    class _Prop(ShapeProp):
+        def run_node(self, n: fx.Node) -> Any:
+            current["node"] = n
+            return super().run_node(n)
+
+    try:
+        _Prop(gm, fake_mode=mode).propagate(*fakes)
+    except Exception as exc:  # any torch failure here is a lowering bug: say where
+        node = current.get("node")
+        ir_node = node.meta.get("mdl_node") if node is not None else None
+        if ir_node is None:
+            ir_node = graph.nodes[-1]
+        message = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        return [error("E0902", ir_node.span, f"internal error: `{ir_node.name}` fails on fake tensors: {message}",
+                      "this is a bug in mdl; please report it with this design")]
+    problems = []
+    for n in gm.graph.nodes:
+        ir_node = n.meta.get("mdl_node")
+        meta = n.meta.get("tensor_meta")
+        if ir_node is None or meta is None:
+            continue
+        problem = _compare(ir_node.type, tuple(meta.shape), meta.dtype)
+        if problem:
+            problems.append(error("E0902", ir_node.span, f"internal error: `{ir_node.name}` is {problem}",
+                                  "this is a bug in mdl; please report it with this design"))
+    return problems
+
+
+def _compare(t: TensorType, shape: tuple, dtype: torch.dtype) -> str | None:
+    real = f"{dtype} {list(shape)} in torch but {t} in the IR"
+    if DTYPES[t.dtype] != dtype or len(shape) != t.rank:
+        return real
+    for want, got in zip(t.shape, shape, strict=True):
+        if isinstance(want, int) != isinstance(got, int) or (isinstance(want, int) and want != got):
+            return real
+    return None
