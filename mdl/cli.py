@@ -108,10 +108,37 @@ def cmd_compile(args: argparse.Namespace, out: Console, err: Console) -> int:
             print_diagnostics(err, exc.diagnostics, sources)
         return EXIT_ERRORS
     if args.json:
-        print(json.dumps(compiled.summary(args.batch), indent=2))
-        return EXIT_OK
+        status = EXIT_OK if args.output is None else _write_standalone(compiled, args, err, err, sources)
+        if status == EXIT_OK:  # stdout stays one JSON document; where the file went is said on stderr
+            print(json.dumps(compiled.summary(args.batch), indent=2))
+        return status
     print_diagnostics(err, compiled.diagnostics, sources)
     _print_table(out, compiled, args.batch)
+    return EXIT_OK if args.output is None else _write_standalone(compiled, args, out, err, sources)
+
+
+def _write_standalone(compiled, args: argparse.Namespace, out: Console, err: Console, sources: _Sources) -> int:
+    """`compile -o OUT.py`: the standalone PyTorch module (mdl.compiler.codegen), written atomically."""
+    from rich.markup import escape
+
+    from mdl.compiler.codegen import class_name, standalone_source
+    from mdl.compiler.diagnostics import CompileError
+    from mdl.compiler.render import print_diagnostics
+
+    try:
+        text = standalone_source(compiled.ir, args.file)
+    except CompileError as exc:
+        print_diagnostics(err, exc.diagnostics, sources)
+        return EXIT_ERRORS
+    path = Path(args.output)
+    try:
+        _write_atomic(path, text)
+    except OSError as exc:
+        reason = escape(exc.strerror or str(exc))
+        err.print(f"[bold red]error[/]: cannot write {escape(str(path))}: {reason}", highlight=False, soft_wrap=True)
+        return EXIT_USAGE
+    out.print(f"wrote {escape(str(path))} (standalone PyTorch module: class {class_name(compiled.ir)})",
+              highlight=False, soft_wrap=True)
     return EXIT_OK
 
 
@@ -232,6 +259,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--model", help="the model to compile (default: the file's only model or its experiment's)")
     p.add_argument("--json", action="store_true", help="print model, params, flops, memory_bytes, inputs, outputs")
     p.add_argument("--batch", type=_positive_int, default=1, help="batch size for the memory estimate (default 1)")
+    p.add_argument("-o", "--output", metavar="OUT.py",
+                   help="also write a standalone PyTorch module (needs only torch) that loads mdl's state dict")
     p.set_defaults(run=cmd_compile)
 
     p = sub.add_parser("fmt", help="format files in place in the canonical style")
