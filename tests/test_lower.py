@@ -155,3 +155,37 @@ def test_torch_compile_runs_a_compiled_module() -> None:
         want, got = gm(x), fast(x)
     for name in want:
         torch.testing.assert_close(got[name], want[name])
+
+
+def test_reserved_names_cover_every_graph_module_attribute() -> None:
+    from mdl.compiler.ir import safe_name
+
+    g = fx.Graph()
+    g.output(g.placeholder("x"))
+    gm = fx.GraphModule(torch.nn.Module(), g)
+    torch.compile(gm, backend="eager")(torch.zeros(1))  # dynamo tags modules with attributes too
+    attributes = set(dir(gm))
+    assert sorted(n for n in attributes if safe_name(n) in attributes) == []
+
+
+def test_names_that_are_keywords_or_module_attributes_lower_cleanly() -> None:
+    src = """
+block pass(x) {
+    return x -> linear(out=8)
+}
+block train(x) {
+    return x -> relu
+}
+model Odd {
+    input self: float[B, 4]
+    graph = self -> pass -> train
+    output policy = graph -> linear(out=2)
+    output value = graph -> linear(out=1)
+}
+"""
+    compiled = mdl.compile_source(src)
+    assert compiled.inputs == {"self": ["B", 4]}
+    gm = compiled.module
+    assert {"pass_.linear.weight", "policy.weight"} <= set(gm.state_dict())
+    out = gm(torch.randn(3, 4))
+    assert out["policy"].shape == (3, 2) and out["value"].shape == (3, 1)

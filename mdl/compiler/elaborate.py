@@ -14,7 +14,7 @@ from typing import Any
 
 from mdl.compiler import cost, shapes
 from mdl.compiler.diagnostics import Diagnostic, Edit, Fix, Label, did_you_mean, error, warning
-from mdl.compiler.ir import BlockCall, Graph, Node, TensorType
+from mdl.compiler.ir import BlockCall, Graph, Node, TensorType, safe_name
 from mdl.compiler.primitives import (
     BUILTINS,
     PRIMITIVES,
@@ -349,7 +349,7 @@ class Elaborator:
         node = self.graph.nodes[value.node]
         if node.op == "input" or node.scope != _scope_of(frame):
             return
-        wanted = frame.path + name
+        wanted = frame.path + safe_name(name)
         if wanted not in self._names:
             self._names.discard(node.name)
             node.name = wanted
@@ -742,6 +742,9 @@ class Elaborator:
 
     # ------------------------------------------------------------------------------------ nodes
     def _unique(self, base: str) -> str:
+        """`base` (a dotted path) made unique in the graph, its last part a safe attribute name."""
+        prefix, dot, leaf = base.rpartition(".")
+        base = prefix + dot + safe_name(leaf)
         name = base
         k = 1
         while name in self._names:

@@ -15,6 +15,49 @@ from mdl.dsl.ast import Span
 
 Dim = int | str
 
+# Names a module path component may not take: the attributes of a lowered `torch.fx.GraphModule`
+# (an `nn.Module`) and `self`. A design's block, binding or output named `train` or `graph` gets a `_`
+# suffix in the IR (`train_`), so lowering, state dicts and the standalone `.py` all agree. Kept as a
+# literal because the front end never imports torch; tests/test_lower.py checks it against torch.
+RESERVED_NAMES = frozenset({
+    "T_destination", "_apply", "_backward_hooks", "_backward_pre_hooks", "_boxed_call", "_buffers",
+    "_call_impl", "_code", "_compiled_call_impl", "_create_node_hooks", "_deepcopy_hooks",
+    "_deepcopy_init", "_erase_node_hooks", "_forward_hooks", "_forward_hooks_always_called",
+    "_forward_hooks_with_kwargs", "_forward_pre_hooks", "_forward_pre_hooks_with_kwargs",
+    "_get_backward_hooks", "_get_backward_pre_hooks", "_get_name", "_graph", "_is_full_backward_hook",
+    "_lineno_map", "_load_from_state_dict", "_load_state_dict_post_hooks", "_load_state_dict_pre_hooks",
+    "_maybe_warn_non_full_backward_hook", "_modules", "_named_members", "_non_persistent_buffers_set",
+    "_parameters", "_prologue_start", "_recompile_submodules", "_register_create_node_hook",
+    "_register_deepcopy_hook", "_register_erase_node_hook", "_register_load_state_dict_pre_hook",
+    "_register_replace_node_hook", "_register_state_dict_hook", "_replace_hooks",
+    "_replicate_for_data_parallel", "_save_to_state_dict", "_set_replace_hook", "_slow_forward",
+    "_state_dict_hooks", "_state_dict_pre_hooks", "_tracer_cls", "_tracer_extras",
+    "_unregister_create_node_hook", "_unregister_deepcopy_hook", "_unregister_erase_node_hook",
+    "_unregister_replace_node_hook", "_version", "_wrapped_call", "_wrapped_call_impl", "add_module",
+    "add_submodule", "apply", "bfloat16", "buffers", "call_super_init", "children", "code", "compile",
+    "cpu", "cuda", "delete_all_unused_submodules", "delete_submodule", "double", "dump_patches", "eval",
+    "extra_repr", "float", "forward", "get_buffer", "get_extra_state", "get_parameter", "get_submodule",
+    "graph", "half", "ipu", "load_state_dict", "meta", "modules", "mtia", "named_buffers",
+    "named_children", "named_modules", "named_parameters", "parameters", "print_readable", "recompile",
+    "register_backward_hook", "register_buffer", "register_forward_hook", "register_forward_pre_hook",
+    "register_full_backward_hook", "register_full_backward_pre_hook", "register_load_state_dict_post_hook",
+    "register_load_state_dict_pre_hook", "register_module", "register_parameter",
+    "register_state_dict_post_hook", "register_state_dict_pre_hook", "requires_grad_", "self",
+    "set_extra_state", "set_submodule", "shape_env", "share_memory", "state_dict", "to", "to_empty",
+    "to_folder", "train", "training", "type", "xpu", "zero_grad",
+})
+
+
+def safe_name(part: str) -> str:
+    """`part` as a module path component: Python keywords and reserved attributes get `_` suffixes."""
+    import keyword
+
+    if part.startswith("__"):  # torch's private markers (dunders, dynamo's `___...` tags)
+        part += "_"
+    while keyword.iskeyword(part) or part in RESERVED_NAMES:
+        part += "_"
+    return part
+
 
 @dataclass(frozen=True, slots=True)
 class TensorType:
