@@ -52,7 +52,7 @@ def safe_name(part: str) -> str:
     """`part` as a module path component: Python keywords and reserved attributes get `_` suffixes."""
     import keyword
 
-    if part.startswith("__"):  # torch's private markers (dunders, dynamo's `___...` tags)
+    if part.startswith("_"):  # torch's private attributes, including those dynamo adds at run time
         part += "_"
     while keyword.iskeyword(part) or part in RESERVED_NAMES:
         part += "_"
