@@ -36,7 +36,7 @@ returns its first observation with reward 0 and ``terminated=False``.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, ClassVar
 
 import gymnasium
 import numpy as np
@@ -179,7 +179,9 @@ def _new_boards(n: int, rng: np.random.Generator) -> np.ndarray:
     p2 = rng.integers(0, 15, size=n)
     p2 = p2 + (p2 >= p1)
     v = np.where(rng.random((n, 2)) < 0.1, np.uint64(2), np.uint64(1))
-    return (v[:, 0] << (p1.astype(np.uint64) * np.uint64(4))) | (v[:, 1] << (p2.astype(np.uint64) * np.uint64(4)))
+    return (v[:, 0] << (p1.astype(np.uint64) * np.uint64(4))) | (
+        v[:, 1] << (p2.astype(np.uint64) * np.uint64(4))
+    )
 
 
 def _max_tile(cells: np.ndarray) -> np.ndarray:
@@ -214,7 +216,7 @@ def render_board(exponents: np.ndarray, score: int | None = None) -> str:
 class Game2048VectorEnv(VectorEnv):
     """``num_envs`` games of 2048 stepped together in numpy (NEXT_STEP autoreset)."""
 
-    metadata = {"autoreset_mode": AutoresetMode.NEXT_STEP, "render_modes": ["ansi"]}
+    metadata: ClassVar[dict[str, Any]] = {"autoreset_mode": AutoresetMode.NEXT_STEP, "render_modes": ["ansi"]}
 
     def __init__(self, num_envs: int, seed: int | None = None, render_mode: str | None = None):
         if num_envs < 1:
@@ -225,7 +227,9 @@ class Game2048VectorEnv(VectorEnv):
         self.render_mode = render_mode
         self.single_observation_space = _observation_space()
         self.single_action_space = spaces.Discrete(4)
-        self.observation_space = gymnasium.vector.utils.batch_space(self.single_observation_space, self.num_envs)
+        self.observation_space = gymnasium.vector.utils.batch_space(
+            self.single_observation_space, self.num_envs
+        )
         self.action_space = gymnasium.vector.utils.batch_space(self.single_action_space, self.num_envs)
         self._rng = np.random.default_rng(seed)
         n = self.num_envs
@@ -331,7 +335,9 @@ class Game2048VectorEnv(VectorEnv):
         infos["_episode_score"] = infos["_episode_max_tile"] = infos["_episode_length"] = terminated
         return obs, reward.astype(np.float64), terminated, np.zeros(self.num_envs, dtype=bool), infos
 
-    def _obs_infos(self, cells: np.ndarray, terminated: np.ndarray | None) -> tuple[np.ndarray, dict[str, Any]]:
+    def _obs_infos(
+        self, cells: np.ndarray, terminated: np.ndarray | None
+    ) -> tuple[np.ndarray, dict[str, Any]]:
         obs = cells.astype(np.int64).reshape(self.num_envs, 4, 4)
         mask = legal_moves(self._boards)
         infos: dict[str, Any] = {
@@ -358,7 +364,7 @@ class Game2048VectorEnv(VectorEnv):
 class Game2048Env(gymnasium.Env):
     """One game of 2048 (``mdl/Game2048-v0``); the same rules and infos as `Game2048VectorEnv`."""
 
-    metadata = {"render_modes": ["ansi", "human"], "render_fps": 4}
+    metadata: ClassVar[dict[str, Any]] = {"render_modes": ["ansi", "human"], "render_fps": 4}
 
     def __init__(self, render_mode: str | None = None):
         if render_mode not in (None, "ansi", "human"):
