@@ -341,12 +341,61 @@ def test_mask_equals_dropping_samples() -> None:
         assert masked.metrics()[key] == pytest.approx(value, rel=1e-5, abs=1e-7), key
 
 
+def cleanrl_loss(newlogprob, b_logprobs, mb_advantages, newvalue, b_values, b_returns, entropy, clip_coef,
+                 vf_coef, ent_coef):
+    """CleanRL ppo.py's minibatch loss, transcribed line by line (norm_adv and clip_vloss on)."""
+    logratio = newlogprob - b_logprobs
+    ratio = logratio.exp()
+    approx_kl = ((ratio - 1) - logratio).mean()
+    clipfrac = ((ratio - 1.0).abs() > clip_coef).float().mean()
+    mb_advantages = (mb_advantages - mb_advantages.mean()) / (mb_advantages.std() + 1e-8)
+    pg_loss1 = -mb_advantages * ratio
+    pg_loss2 = -mb_advantages * torch.clamp(ratio, 1 - clip_coef, 1 + clip_coef)
+    pg_loss = torch.max(pg_loss1, pg_loss2).mean()
+    v_loss_unclipped = (newvalue - b_returns) ** 2
+    v_clipped = b_values + torch.clamp(newvalue - b_values, -clip_coef, clip_coef)
+    v_loss_clipped = (v_clipped - b_returns) ** 2
+    v_loss = 0.5 * torch.max(v_loss_unclipped, v_loss_clipped).mean()
+    entropy_loss = entropy.mean()
+    loss = pg_loss - ent_coef * entropy_loss + v_loss * vf_coef
+    return loss, pg_loss, v_loss, entropy_loss, approx_kl, clipfrac
+
+
+@settings(max_examples=50, deadline=None)
+@given(st.integers(2, 64), st.integers(0, 2**31 - 1), st.sampled_from([0.1, 0.2, 0.3]))
+def test_ppo_loss_matches_cleanrl(batch, seed, clip) -> None:
+    g = torch.Generator().manual_seed(seed)
+    new_logprob, old_logprob = -torch.rand(batch, generator=g) * 2, -torch.rand(batch, generator=g) * 2
+    args = (new_logprob, old_logprob, torch.randn(batch, generator=g), torch.randn(batch, generator=g),
+            torch.randn(batch, generator=g), torch.randn(batch, generator=g), torch.rand(batch, generator=g))
+    ours = ppo_loss(*args, clip=clip, vf_coef=0.5, ent_coef=0.01, clip_vloss=True, norm_adv=True)
+    theirs = cleanrl_loss(*args, clip, 0.5, 0.01)
+    for name, value in zip(("loss", "policy_loss", "value_loss", "entropy", "approx_kl", "clip_fraction"), theirs,
+                           strict=True):
+        torch.testing.assert_close(getattr(ours, name), value.detach(), msg=name)
+
+
+def test_gae_accepts_float_flags_and_float32() -> None:
+    torch.manual_seed(0)
+    rewards, values, next_value = torch.randn(5, 3), torch.randn(5, 3), torch.randn(3)
+    term = torch.rand(5, 3) < 0.3
+    trunc = (torch.rand(5, 3) < 0.3) & ~term
+    adv, ret = compute_gae(rewards, values, term.float(), trunc.float(), next_value, torch.zeros(3), 0.99, 0.95)
+    assert adv.dtype == ret.dtype == torch.float32 and adv.shape == (5, 3)
+    ref_adv, _ = compute_gae(rewards.double(), values.double(), term, trunc, next_value.double(), False, 0.99, 0.95)
+    torch.testing.assert_close(adv, ref_adv.float())
+
+
 def test_normalize_advantages() -> None:
     adv = torch.tensor([1.0, 2.0, 3.0, 6.0])
     normed = normalize_advantages(adv)
     assert normed.mean().item() == pytest.approx(0.0, abs=1e-7)
     assert normed.std().item() == pytest.approx(1.0, rel=1e-6)
     assert normalize_advantages(torch.tensor([5.0])).tolist() == [0.0]
+    masked = normalize_advantages(torch.tensor([1.0, 100.0, 3.0]), torch.tensor([True, False, True]))
+    assert masked[[0, 2]].tolist() == pytest.approx([-1 / (math.sqrt(2) + 1e-8), 1 / (math.sqrt(2) + 1e-8)])
+    single = normalize_advantages(torch.tensor([4.0, 7.0]), torch.tensor([False, True]))
+    assert single[1].item() == 0.0
 
 
 # ---------------------------------------------------------------------------------------------------

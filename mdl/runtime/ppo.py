@@ -205,15 +205,16 @@ def normalize_advantages(advantages: Tensor, mask: Tensor | None = None, eps: fl
 
     With fewer than two entries there is no spread to divide by, so the advantages are only centred.
     """
-    if mask is None:
-        mask = torch.ones_like(advantages, dtype=torch.bool)
+    if mask is None:  # no host sync here: the loop stays asynchronous on a GPU
+        if advantages.numel() < 2:
+            return advantages - advantages.mean()
+        return (advantages - advantages.mean()) / (advantages.std() + eps)
     mask = mask.bool()
-    count = int(mask.sum())
-    centred = advantages - torch.where(mask, advantages, 0).sum() / max(count, 1)
-    if count < 2:
-        return centred
-    std = (torch.where(mask, centred, 0).square().sum() / (count - 1)).sqrt()
-    return centred / (std + eps)
+    count = mask.sum()
+    centred = advantages - torch.where(mask, advantages, 0).sum() / count.clamp(min=1)
+    spread = torch.where(mask, centred, 0).square().sum() / (count - 1).clamp(min=1)
+    std = torch.where(count >= 2, spread.sqrt() + eps, torch.ones_like(spread))  # < 2 entries: only centred
+    return centred / std
 
 
 def ppo_loss(new_logprob: Tensor, old_logprob: Tensor, advantages: Tensor, new_value: Tensor, old_value: Tensor,
