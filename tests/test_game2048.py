@@ -412,3 +412,25 @@ def test_masked_random_baseline():
     assert len(scores) == 2000
     assert abs(scores.mean() - 1081) < 0.05 * 1081, scores.mean()
     assert abs((tiles >= 256).mean() - 0.074) < 0.02, (tiles >= 256).mean()
+
+
+def test_single_env_state_round_trip_and_termination():
+    env = Game2048Env()
+    env.reset(seed=8)
+    for _ in range(50):
+        env.step(int(env.np_random.integers(4)))
+    state = pickle.loads(pickle.dumps(env.get_state()))
+    a = [env.step(k % 4)[:3] for k in range(100)]
+    other = Game2048Env()
+    other.reset(seed=1)
+    other.set_state(state)
+    b = [other.step(k % 4)[:3] for k in range(100)]
+    for x, y in zip(a, b, strict=True):
+        assert np.array_equal(x[0], y[0]) and x[1:] == y[1:]
+    stuck = [[1, 2, 1, 2], [2, 1, 2, 1], [1, 2, 1, 2], [2, 1, 2, 1]]
+    obs, info = env.reset(options={"board": stuck})
+    assert not info["action_mask"].any()
+    obs2, r, term, trunc, info = env.step(0)
+    assert term and not trunc and r == 0.0 and (obs2 == obs).all() and info["episode_max_tile"] == 4
+    with pytest.raises(ValueError):
+        env.step(4)

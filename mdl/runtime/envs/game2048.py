@@ -361,8 +361,43 @@ class Game2048VectorEnv(VectorEnv):
         )
 
 
+# -- scalar versions for the single env: Python ints and lists beat numpy's per-call overhead -----
+_RESULT_LIST: list[int] = _RESULT.tolist()
+_REWARD_LIST: list[int] = _REWARD.tolist()
+_CHANGES_LIST: list[int] = _CHANGES.tolist()
+
+
+def _transpose_int(x: int) -> int:
+    a = (x & 0xF0F00F0FF0F00F0F) | ((x & 0x0000F0F00000F0F0) << 12) | ((x & 0x0F0F00000F0F0000) >> 12)
+    return (a & 0xFF00FF0000FF00FF) | ((a & 0x00FF00FF00000000) >> 24) | ((a & 0x00000000FF00FF00) << 24)
+
+
+def _move_int(x: int, action: int) -> tuple[int, int]:
+    vertical = action in (UP, DOWN)
+    src = _transpose_int(x) if vertical else x
+    off = 65536 if action in (RIGHT, DOWN) else 0
+    res, rew = _RESULT_LIST, _REWARD_LIST
+    r0, r1 = off + (src & 0xFFFF), off + ((src >> 16) & 0xFFFF)
+    r2, r3 = off + ((src >> 32) & 0xFFFF), off + (src >> 48)
+    new = res[r0] | (res[r1] << 16) | (res[r2] << 32) | (res[r3] << 48)
+    return (_transpose_int(new) if vertical else new), rew[r0] + rew[r1] + rew[r2] + rew[r3]
+
+
+def _legal_int(x: int) -> np.ndarray:
+    ch = _CHANGES_LIST
+    h = ch[x & 0xFFFF] | ch[(x >> 16) & 0xFFFF] | ch[(x >> 32) & 0xFFFF] | ch[x >> 48]
+    t = _transpose_int(x)
+    v = ch[t & 0xFFFF] | ch[(t >> 16) & 0xFFFF] | ch[(t >> 32) & 0xFFFF] | ch[t >> 48]
+    return np.array([v & 1, h & 2, v & 2, h & 1], dtype=bool)
+
+
 class Game2048Env(gymnasium.Env):
-    """One game of 2048 (``mdl/Game2048-v0``); the same rules and infos as `Game2048VectorEnv`."""
+    """One game of 2048 (``mdl/Game2048-v0``); the same rules and infos as `Game2048VectorEnv`.
+
+    ``info`` holds ``action_mask`` (bool ``[4]``), ``score`` and ``max_tile``, and on the step that
+    ends the game ``episode_score``, ``episode_max_tile`` and ``episode_length``. The board is kept
+    as a Python int (the same bit layout as the vector env), which is faster than numpy for one game.
+    """
 
     metadata: ClassVar[dict[str, Any]] = {"render_modes": ["ansi", "human"], "render_fps": 4}
 
@@ -372,18 +407,35 @@ class Game2048Env(gymnasium.Env):
         self.render_mode = render_mode
         self.observation_space = _observation_space()
         self.action_space = spaces.Discrete(4)
-        self._board = np.zeros(1, dtype=np.uint64)
+        self._board = 0
         self._score = 0
         self._length = 0
 
     def _obs_info(self) -> tuple[np.ndarray, dict[str, Any]]:
-        cells = _cells(self._board)
-        info = {
-            "action_mask": legal_moves(self._board)[0],
+        x = self._board
+        cells = [(x >> s) & 0xF for s in range(0, 64, 4)]
+        top = max(cells)
+        info = {"action_mask": _legal_int(x), "score": self._score, "max_tile": (1 << top) if top else 0}
+        return np.array(cells, dtype=np.int64).reshape(4, 4), info
+
+    def get_state(self) -> dict[str, Any]:
+        """A picklable snapshot (board, score, length, RNG)."""
+        return {
+            "board": self._board,
             "score": self._score,
-            "max_tile": int(_max_tile(cells)[0]),
+            "length": self._length,
+            "rng": self.np_random.bit_generator.state,
         }
-        return cells.astype(np.int64).reshape(4, 4), info
+
+    def set_state(self, state: dict[str, Any]) -> None:
+        self._board, self._score, self._length = (
+            int(state["board"]),
+            int(state["score"]),
+            int(state["length"]),
+        )
+        rng = np.random.default_rng()
+        rng.bit_generator.state = state["rng"]
+        self.np_random = rng
 
     def reset(
         self, *, seed: int | None = None, options: dict[str, Any] | None = None
@@ -391,9 +443,9 @@ class Game2048Env(gymnasium.Env):
         """``options={"board": [[...]]}`` starts from that board of exponents."""
         super().reset(seed=seed)
         if options and options.get("board") is not None:
-            self._board = _board_option(options["board"], 1)
+            self._board = int(_board_option(options["board"], 1)[0])
         else:
-            self._board = _new_boards(1, self.np_random)
+            self._board = int(_new_boards(1, self.np_random)[0])
         self._score = 0
         self._length = 0
         obs, info = self._obs_info()
@@ -402,14 +454,19 @@ class Game2048Env(gymnasium.Env):
         return obs, info
 
     def step(self, action: Any) -> tuple[np.ndarray, float, bool, bool, dict[str, Any]]:
-        if not self.action_space.contains(action):
+        try:
+            a = int(action)
+        except (TypeError, ValueError):
+            a = -1
+        if a not in (0, 1, 2, 3) or a != action:
             raise ValueError(f"action must be 0 (up), 1 (right), 2 (down) or 3 (left), got {action!r}")
-        new, reward = move_boards(self._board, np.array([action]))
-        if new[0] != self._board[0]:
-            u = self.np_random.random(2)
-            _spawn(new, _cells(new), u[:1], u[1:])
+        new, reward = _move_int(self._board, a)
+        if new != self._board:
+            u_pos, u_val = self.np_random.random(2)
+            empty = [s for s in range(0, 64, 4) if not (new >> s) & 0xF]
+            new |= (2 if u_val < 0.1 else 1) << empty[int(u_pos * len(empty))]
         self._board = new
-        self._score += int(reward[0])
+        self._score += reward
         self._length += 1
         obs, info = self._obs_info()
         terminated = not info["action_mask"].any()
@@ -419,12 +476,12 @@ class Game2048Env(gymnasium.Env):
             info["episode_length"] = self._length
         if self.render_mode == "human":
             self.render()
-        return obs, float(reward[0]), bool(terminated), False, info
+        return obs, float(reward), terminated, False, info
 
     def render(self) -> str | None:
         if self.render_mode is None:
             return None
-        text = render_board(exponents_from_boards(self._board)[0], self._score)
+        text = render_board(exponents_from_boards(np.uint64(self._board)), self._score)
         if self.render_mode == "human":
             print(text)
             return None
