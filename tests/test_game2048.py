@@ -238,13 +238,13 @@ def test_termination_exactly_when_no_legal_move_and_next_step_autoreset():
     obs, rewards, term, trunc, info = env.step(np.array([0, 1, 2]))
     assert term.all() and not trunc.any()
     assert rewards.tolist() == [0.0, 0.0, 0.0]
-    assert info["_episode"].all()
+    assert info["_episode_score"].all() and info["_episode_max_tile"].all()
     assert info["episode_max_tile"].tolist() == [4, 4, 4]
     # NEXT_STEP: the following step ignores the action and starts new games with reward 0
     obs, rewards, term, trunc, info = env.step(np.array([0, 1, 2]))
     assert not term.any() and rewards.tolist() == [0.0, 0.0, 0.0]
     assert ((obs > 0).sum(axis=(1, 2)) == 2).all()
-    assert (info["score"] == 0).all() and not info["_episode"].any()
+    assert (info["score"] == 0).all() and not info["_episode_score"].any()
     assert info["action_mask"].any(axis=1).all()
 
 
@@ -434,3 +434,20 @@ def test_single_env_state_round_trip_and_termination():
     assert term and not trunc and r == 0.0 and (obs2 == obs).all() and info["episode_max_tile"] == 4
     with pytest.raises(ValueError):
         env.step(4)
+
+
+def test_record_episode_statistics_wrapper_works():
+    from gymnasium.wrappers.vector import RecordEpisodeStatistics
+
+    env = RecordEpisodeStatistics(make_game2048(8, seed=0))
+    _, info = env.reset(seed=0)
+    rng = np.random.default_rng(0)
+    ended = 0
+    for _ in range(600):
+        actions = np.argmax(rng.random((8, 4)) * info["action_mask"], axis=1)
+        _, _, term, _, info = env.step(actions)
+        if term.any():
+            assert (info["episode"]["r"][term] == info["episode_score"][term]).all()
+            assert (info["episode"]["l"][term] == info["episode_length"][term]).all()
+            ended += int(term.sum())
+    assert ended > 0

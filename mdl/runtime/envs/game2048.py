@@ -29,9 +29,11 @@ returns its first observation with reward 0 and ``terminated=False``.
 - ``action_mask`` (bool ``[n, 4]``): the moves that change the board;
 - ``score`` (int64): the sum of the rewards of this game so far; ``max_tile`` (int64): the largest
   tile on the board (256, not 8);
-- ``episode_score``, ``episode_max_tile``, ``episode_length`` with the mask ``_episode`` (and the
-  gymnasium-style masks ``_episode_score`` etc.): filled for the envs whose game ended at this step,
-  so a trainer can log finished games.
+- ``episode_score``, ``episode_max_tile``, ``episode_length``, each with its gymnasium-style mask
+  ``_episode_score`` etc. (the same array: the envs whose game ended at this step, i.e.
+  ``terminations``), 0 elsewhere, so a trainer can log finished games. There is deliberately no
+  ``episode``/``_episode`` key: ``gymnasium.wrappers.vector.RecordEpisodeStatistics`` adds those and
+  refuses to run when they exist.
 """
 
 from __future__ import annotations
@@ -328,7 +330,6 @@ class Game2048VectorEnv(VectorEnv):
         obs, infos = self._obs_infos(cells, None)
         terminated = ~infos["action_mask"].any(axis=1)
         self._needs_reset = terminated.copy()
-        infos["_episode"] = terminated
         infos["episode_score"] = np.where(terminated, self._scores, 0)
         infos["episode_max_tile"] = np.where(terminated, infos["max_tile"], 0)
         infos["episode_length"] = np.where(terminated, self._lengths, 0)
@@ -348,7 +349,7 @@ class Game2048VectorEnv(VectorEnv):
         infos["_action_mask"] = infos["_score"] = infos["_max_tile"] = np.ones(self.num_envs, dtype=bool)
         if terminated is not None:
             z = np.zeros(self.num_envs, dtype=np.int64)
-            infos.update(episode_score=z, episode_max_tile=z, episode_length=z, _episode=terminated)
+            infos.update(episode_score=z, episode_max_tile=z, episode_length=z)
             infos["_episode_score"] = infos["_episode_max_tile"] = infos["_episode_length"] = terminated
         return obs, infos
 
