@@ -97,16 +97,15 @@ def _build_tables() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
 _RESULT, _REWARD, _CHANGES = _build_tables()
 
 
+_T1, _T2, _T3 = np.uint64(0xF0F00F0FF0F00F0F), np.uint64(0x0000F0F00000F0F0), np.uint64(0x0F0F00000F0F0000)
+_T4, _T5, _T6 = np.uint64(0xFF00FF0000FF00FF), np.uint64(0x00FF00FF00000000), np.uint64(0x00000000FF00FF00)
+_S12, _S24 = np.uint64(12), np.uint64(24)
+
+
 def _transpose(x: np.ndarray) -> np.ndarray:
     """Transpose 4x4 nibble bitboards (cell (r, c) <-> (c, r))."""
-    a1 = x & np.uint64(0xF0F00F0FF0F00F0F)
-    a2 = x & np.uint64(0x0000F0F00000F0F0)
-    a3 = x & np.uint64(0x0F0F00000F0F0000)
-    a = a1 | (a2 << np.uint64(12)) | (a3 >> np.uint64(12))
-    b1 = a & np.uint64(0xFF00FF0000FF00FF)
-    b2 = a & np.uint64(0x00FF00FF00000000)
-    b3 = a & np.uint64(0x00000000FF00FF00)
-    return b1 | (b2 >> np.uint64(24)) | (b3 << np.uint64(24))
+    a = (x & _T1) | ((x & _T2) << _S12) | ((x & _T3) >> _S12)
+    return (a & _T4) | ((a & _T5) >> _S24) | ((a & _T6) << _S24)
 
 
 def boards_from_exponents(exponents: Any) -> np.ndarray:
