@@ -451,3 +451,12 @@ def test_record_episode_statistics_wrapper_works():
             assert (info["episode"]["l"][term] == info["episode_length"][term]).all()
             ended += int(term.sum())
     assert ended > 0
+
+
+def test_module_prefixed_id_imports_the_envs_package():
+    code = (
+        "import gymnasium; e = gymnasium.make('mdl.runtime.envs:mdl/Game2048-v0'); e.reset(seed=0); "
+        "import mdl.runtime.envs as m; m.register_envs(); print(e.spec.id)"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == GAME2048_ID
