@@ -230,6 +230,80 @@ def cmd_fmt(args: argparse.Namespace, out: Console, err: Console) -> int:
     return status
 
 
+def cmd_train(args: argparse.Namespace, out: Console, err: Console) -> int:
+    """Train one experiment for one seed. Exit 0 when the run completes or is stopped by Ctrl-C (it is
+    checkpointed first), 1 for a design with errors, 2 for a usage error, 3 when the loss diverges."""
+    from rich.markup import escape
+
+    from mdl.compiler.check import analyze
+    from mdl.compiler.render import print_diagnostics
+
+    text = _read(args.file, err)
+    if text is None:
+        return EXIT_USAGE
+    budget_steps = budget_seconds = None
+    if args.budget is not None:
+        budget = parse_budget(args.budget)
+        if budget is None:
+            err.print(f"[bold red]error[/]: cannot read the budget {escape(args.budget)!r}; "
+                      "write a step count like `10k steps` or a time like `30 s`, `2 min`", highlight=False)
+            return EXIT_USAGE
+        budget_steps, budget_seconds = budget
+    sources = _Sources()
+    sources.add(args.file, text)
+    analysis = analyze(text, args.file)
+    print_diagnostics(err, analysis.diagnostics, sources)
+    if not analysis.ok:
+        return EXIT_ERRORS
+    names = list(analysis.experiments)
+    if args.experiment is not None and args.experiment not in names:
+        err.print(f"[bold red]error[/]: no experiment `{escape(args.experiment)}` in {escape(args.file)}; "
+                  f"experiments: {', '.join(names) or 'none'}", highlight=False, soft_wrap=True)
+        return EXIT_USAGE
+    if args.experiment is None and len(names) != 1:
+        err.print(f"[bold red]error[/]: {escape(args.file)} has {len(names)} experiments; pick one with "
+                  f"--experiment ({', '.join(names) or 'none'})", highlight=False, soft_wrap=True)
+        return EXIT_USAGE
+    from mdl.runtime.train import TrainError, train
+
+    spec = analysis.experiments[args.experiment or names[0]]
+    try:
+        summary = train(spec, text, args.file, out_dir=args.out, seed=args.seed, budget_steps=budget_steps,
+                        budget_seconds=budget_seconds, device=args.device, deterministic=args.deterministic,
+                        progress=True, console=err)
+    except TrainError as exc:
+        err.print(f"[bold red]error[/]: {escape(str(exc))}", highlight=False, soft_wrap=True)
+        return EXIT_USAGE
+    out.print(f"run: {escape(summary['run_dir'])}", highlight=False, soft_wrap=True)
+    out.print(json.dumps(summary, indent=2), highlight=False, soft_wrap=True)
+    if summary["status"] == "diverged":
+        err.print(f"[bold red]error[/]: {escape(summary.get('message', 'the loss diverged'))}", highlight=False)
+        return EXIT_RUNTIME
+    if summary["status"] == "interrupted":
+        err.print("interrupted: checkpointed and stopped", highlight=False)
+    return EXIT_OK
+
+
+def parse_budget(text: str) -> tuple[int | None, float | None] | None:
+    """`10k steps` -> (10000, None); `30 s`, `2 min`, `1.5 h` -> (None, seconds); None if unreadable."""
+    import re
+
+    from mdl.compiler.experiment import STEP_UNITS, TIME_UNITS
+    from mdl.dsl.parser import parse_number
+
+    match = re.fullmatch(r"\s*([0-9][0-9_]*(?:\.[0-9][0-9_]*)?(?:[eE][+-]?[0-9]+)?[kMG]?)\s*([A-Za-z]+)\s*", text)
+    if match is None:
+        return None
+    value, unit = parse_number(match.group(1)), match.group(2)
+    if value is None or value <= 0:
+        return None
+    if unit in STEP_UNITS and float(value).is_integer():
+        return int(value), None
+    if unit in TIME_UNITS:
+        return None, float(value) * TIME_UNITS[unit]
+    return None
+
+
 def _write_atomic(path: Path, text: str) -> None:
     import os
     import tempfile
@@ -267,6 +341,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("files", nargs="+", metavar="FILE")
     p.add_argument("--check", action="store_true", help="change nothing; exit 1 if a file would be reformatted")
     p.set_defaults(run=cmd_fmt)
+
+    p = sub.add_parser("train", help="train an experiment with PPO for one seed; write a run directory")
+    p.add_argument("file", metavar="FILE")
+    p.add_argument("--experiment", metavar="NAME", help="the experiment to run (default: the file's only one)")
+    p.add_argument("--out", metavar="DIR", default="runs", help="where runs go: DIR/<experiment>/<seed>/ (default runs)")
+    p.add_argument("--seed", type=int, help="the seed (default: the experiment's first)")
+    p.add_argument("--budget", metavar="Q", help='replace the budget: "10k steps", "30 s", "2 min"')
+    p.add_argument("--device", choices=("auto", "cpu", "cuda"), help="default: the experiment's (auto)")
+    p.add_argument("--deterministic", action="store_true",
+                   help="deterministic torch kernels and one CPU thread (identical metrics per seed on CPU)")
+    p.set_defaults(run=cmd_train)
     return parser
 
 

@@ -1,0 +1,81 @@
+"""Checkpoints: crash-safe writes of a training state, keeping the newest K, loadable with weights_only.
+
+A checkpoint is one `torch.save` file `step_<12-digit step>.pt` in a run's `checkpoints/` folder. It is
+written to a temporary file in the same folder, flushed and fsynced, then `os.replace`d over its final
+name, so a crash (even `kill -9`) during a write leaves at worst a stray `.tmp` file and never a
+half-written checkpoint. The state must hold only tensors and plain containers of primitives, so that
+`torch.load(path, weights_only=True)` (no arbitrary unpickling) reads it back.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import torch
+
+_NAME = re.compile(r"^step_(\d{12})\.pt$")
+
+
+def checkpoint_path(directory: str | Path, step: int) -> Path:
+    """Where the checkpoint of `step` lives in `directory`."""
+    return Path(directory) / f"step_{step:012d}.pt"
+
+
+def list_checkpoints(directory: str | Path) -> list[Path]:
+    """The checkpoints in `directory`, oldest (smallest step) first; temporary files are not listed."""
+    directory = Path(directory)
+    if not directory.is_dir():
+        return []
+    return sorted(p for p in directory.iterdir() if _NAME.match(p.name))
+
+
+def save_checkpoint(directory: str | Path, step: int, state: dict[str, Any], keep: int) -> Path:
+    """Write `state` atomically as the checkpoint of `step`, then delete all but the newest `keep`.
+
+    Returns the checkpoint's path. A failure while writing removes the temporary file and leaves the
+    earlier checkpoints as they were.
+    """
+    if keep < 1:
+        raise ValueError(f"keep must be at least 1, got {keep}")
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    path = checkpoint_path(directory, step)
+    fd, tmp = tempfile.mkstemp(dir=directory, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            torch.save(state, f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    _fsync_dir(directory)  # the rename itself survives a power cut
+    for old in list_checkpoints(directory)[:-keep]:
+        old.unlink(missing_ok=True)
+    return path
+
+
+def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
+    """A checkpoint's state, read with `weights_only=True`."""
+    return torch.load(path, map_location=map_location, weights_only=True)
+
+
+def _fsync_dir(directory: Path) -> None:
+    try:
+        fd = os.open(directory, os.O_RDONLY)
+    except OSError:  # some platforms cannot open a directory; the rename is still atomic
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+__all__ = ["checkpoint_path", "list_checkpoints", "load_checkpoint", "save_checkpoint"]
