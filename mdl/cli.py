@@ -232,15 +232,13 @@ def cmd_fmt(args: argparse.Namespace, out: Console, err: Console) -> int:
 
 def cmd_train(args: argparse.Namespace, out: Console, err: Console) -> int:
     """Train one experiment for one seed. Exit 0 when the run completes or is stopped by Ctrl-C (it is
-    checkpointed first), 1 for a design with errors, 2 for a usage error, 3 when the loss diverges."""
+    checkpointed first), 1 for a design with errors (or, with --resume, a design that no longer matches
+    the checkpoint), 2 for a usage error, 3 when the loss diverges."""
     from rich.markup import escape
 
     from mdl.compiler.check import analyze
     from mdl.compiler.render import print_diagnostics
 
-    text = _read(args.file, err)
-    if text is None:
-        return EXIT_USAGE
     budget_steps = budget_seconds = None
     if args.budget is not None:
         budget = parse_budget(args.budget)
@@ -249,6 +247,14 @@ def cmd_train(args: argparse.Namespace, out: Console, err: Console) -> int:
                       "write a step count like `10k steps` or a time like `30 s`, `2 min`", highlight=False)
             return EXIT_USAGE
         budget_steps, budget_seconds = budget
+    if args.resume is not None:
+        return _resume(args, out, err, budget_steps, budget_seconds)
+    if args.file is None:
+        err.print("[bold red]error[/]: give a FILE to train, or --resume RUN_DIR", highlight=False)
+        return EXIT_USAGE
+    text = _read(args.file, err)
+    if text is None:
+        return EXIT_USAGE
     sources = _Sources()
     sources.add(args.file, text)
     analysis = analyze(text, args.file)
@@ -274,6 +280,38 @@ def cmd_train(args: argparse.Namespace, out: Console, err: Console) -> int:
     except TrainError as exc:
         err.print(f"[bold red]error[/]: {escape(str(exc))}", highlight=False, soft_wrap=True)
         return EXIT_USAGE
+    return _train_finished(summary, out, err)
+
+
+def _resume(args: argparse.Namespace, out: Console, err: Console, budget_steps: int | None,
+            budget_seconds: float | None) -> int:
+    """`mdlc train --resume RUN_DIR`: the design, experiment and seed come from the run directory."""
+    from rich.markup import escape
+
+    from mdl.runtime.train import DesignMismatch, TrainError, resume
+
+    given = [flag for flag, value in (("FILE", args.file), ("--experiment", args.experiment),
+                                      ("--seed", args.seed)) if value is not None]
+    if given:
+        err.print(f"[bold red]error[/]: --resume takes the design, experiment and seed from the run "
+                  f"directory; leave out {', '.join(given)}", highlight=False, soft_wrap=True)
+        return EXIT_USAGE
+    try:
+        summary = resume(args.resume, budget_steps=budget_steps, budget_seconds=budget_seconds,
+                         device=args.device, deterministic=True if args.deterministic else None,
+                         progress=True, console=err)
+    except DesignMismatch as exc:
+        err.print(f"[bold red]error[/]: {escape(str(exc))}", highlight=False, soft_wrap=True)
+        return EXIT_ERRORS
+    except TrainError as exc:
+        err.print(f"[bold red]error[/]: {escape(str(exc))}", highlight=False, soft_wrap=True)
+        return EXIT_USAGE
+    return _train_finished(summary, out, err)
+
+
+def _train_finished(summary: dict, out: Console, err: Console) -> int:
+    from rich.markup import escape
+
     out.print(f"run: {escape(summary['run_dir'])}", highlight=False, soft_wrap=True)
     out.print(json.dumps(summary, indent=2), highlight=False, soft_wrap=True)
     if summary["status"] == "diverged":
@@ -343,7 +381,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(run=cmd_fmt)
 
     p = sub.add_parser("train", help="train an experiment with PPO for one seed; write a run directory")
-    p.add_argument("file", metavar="FILE")
+    p.add_argument("file", metavar="FILE", nargs="?", help="the design (leave out with --resume)")
     p.add_argument("--experiment", metavar="NAME", help="the experiment to run (default: the file's only one)")
     p.add_argument("--out", metavar="DIR", default="runs", help="where runs go: DIR/<experiment>/<seed>/ (default runs)")
     p.add_argument("--seed", type=int, help="the seed (default: the experiment's first)")
@@ -351,6 +389,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", choices=("auto", "cpu", "cuda"), help="default: the experiment's (auto)")
     p.add_argument("--deterministic", action="store_true",
                    help="deterministic torch kernels and one CPU thread (identical metrics per seed on CPU)")
+    p.add_argument("--resume", metavar="RUN_DIR",
+                   help="continue the run in RUN_DIR from its newest loadable checkpoint to its budget "
+                        "(2048 runs bit-exactly; gym runs restart their episodes)")
     p.set_defaults(run=cmd_train)
     return parser
 

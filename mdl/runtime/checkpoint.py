@@ -5,6 +5,9 @@ written to a temporary file in the same folder, flushed and fsynced, then `os.re
 name, so a crash (even `kill -9`) during a write leaves at worst a stray `.tmp` file and never a
 half-written checkpoint. The state must hold only tensors and plain containers of primitives, so that
 `torch.load(path, weights_only=True)` (no arbitrary unpickling) reads it back.
+
+`load_latest_checkpoint` (used by `--resume`) takes the newest file that loads, skipping a truncated or
+corrupt newer one (a file damaged after its rename, e.g. by a full disk or a copy cut short).
 """
 
 from __future__ import annotations
@@ -65,6 +68,24 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
     return torch.load(path, map_location=map_location, weights_only=True)
 
 
+def load_latest_checkpoint(directory: str | Path, map_location: str | torch.device = "cpu"
+                           ) -> tuple[Path, dict[str, Any], list[tuple[Path, str]]] | None:
+    """The newest checkpoint in `directory` that loads: (path, state, skipped), where `skipped` lists the
+    newer files that did not load (truncated or corrupt) with the reason; None when none loads."""
+    skipped: list[tuple[Path, str]] = []
+    for path in reversed(list_checkpoints(directory)):
+        try:
+            state = load_checkpoint(path, map_location)
+        except Exception as exc:  # a truncated zip, a bad pickle, an unreadable file
+            skipped.append((path, f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"))
+            continue
+        if not isinstance(state, dict) or "update" not in state or "step" not in state:
+            skipped.append((path, "not a training checkpoint"))
+            continue
+        return path, state, skipped
+    return None
+
+
 def _fsync_dir(directory: Path) -> None:
     try:
         fd = os.open(directory, os.O_RDONLY)
@@ -78,4 +99,4 @@ def _fsync_dir(directory: Path) -> None:
         os.close(fd)
 
 
-__all__ = ["checkpoint_path", "list_checkpoints", "load_checkpoint", "save_checkpoint"]
+__all__ = ["checkpoint_path", "list_checkpoints", "load_checkpoint", "load_latest_checkpoint", "save_checkpoint"]

@@ -26,6 +26,16 @@ Stopping: the budget is checked between updates (steps >= budget_steps or wall t
 Ctrl-C (SIGINT, in the main thread) is deferred to the end of the current update, which is then
 checkpointed; a second Ctrl-C interrupts at once. A non-finite loss stops the run before the
 optimizer step ("diverged"); the checkpoints already written are kept and no new one is.
+
+Resume (`resume(RUN_DIR)`, `mdlc train --resume RUN_DIR`): the experiment, seed and settings come from
+the run's `config.json` and its `.mdl` copy; the newest checkpoint that loads is taken (a truncated or
+corrupt newer one is skipped with a warning); a design whose architecture hash differs from the
+checkpoint's is refused (`DesignMismatch`). The model, optimizer, counters, episode statistics, the
+torch / numpy / python / minibatch-shuffle RNG states, the held observation and action mask and (2048)
+the env state are restored, `metrics.jsonl` is cut back to the checkpoint's update, and the run goes on
+to its budget. A 2048 run with `deterministic=True` then logs exactly the metrics of an uninterrupted
+run (timing keys aside). Gym envs cannot save their state: a gym run resumes with envs re-seeded from
+`seed + update` (fresh episodes, running returns dropped), so it is not bit-exact.
 """
 
 from __future__ import annotations
@@ -34,6 +44,7 @@ import dataclasses
 import json
 import math
 import os
+import random
 import shutil
 import signal
 import tempfile
@@ -50,7 +61,7 @@ import torch
 
 from mdl.compiler.experiment import EnvSpec, ExperimentSpec
 from mdl.runtime import ppo
-from mdl.runtime.checkpoint import save_checkpoint
+from mdl.runtime.checkpoint import load_latest_checkpoint, save_checkpoint
 
 TILES = (256, 512, 1024, 2048)  # summary.json `tile_rates`
 _LOGGED = ("policy_loss", "value_loss", "entropy", "approx_kl", "clip_fraction", "aux_loss")  # PPOLoss fields
@@ -59,6 +70,10 @@ HISTORY = 100  # episodes in the running means (mean_return, mean_score, tile ra
 
 class TrainError(Exception):
     """A run that cannot start (no budget, a device that is not there): a message for the user."""
+
+
+class DesignMismatch(TrainError):
+    """`--resume` of a run whose design has errors or differs from its checkpoint's architecture."""
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -138,6 +153,14 @@ class EpisodeStats:
         return {"running": torch.from_numpy(self.running.copy()), "episodes": self.episodes,
                 "returns": list(self.returns), "scores": list(self.scores), "max_tiles": list(self.max_tiles)}
 
+    def load_state(self, state: dict[str, Any], running: bool = True) -> None:
+        if running:
+            self.running = state["running"].numpy().astype(np.float64).copy()
+        self.episodes = int(state["episodes"])
+        self.returns = deque((float(r) for r in state["returns"]), maxlen=HISTORY)
+        self.scores = deque((int(r) for r in state["scores"]), maxlen=HISTORY)
+        self.max_tiles = deque((int(r) for r in state["max_tiles"]), maxlen=HISTORY)
+
 
 def _observations(obs: np.ndarray, dtype: torch.dtype, device: torch.device) -> torch.Tensor:
     return torch.as_tensor(np.asarray(obs), device=device).to(dtype)
@@ -161,10 +184,68 @@ def _plain_env_state(state: dict[str, Any]) -> dict[str, Any]:
             "rng": json.dumps(state["rng"])}
 
 
+def _env_state_from_plain(state: dict[str, Any]) -> dict[str, Any]:
+    """The inverse of `_plain_env_state`: what the 2048 env's `set_state` takes."""
+    return {"num_envs": int(state["num_envs"]), "boards": state["boards"].numpy().view(np.uint64).copy(),
+            "scores": state["scores"].numpy().copy(), "lengths": state["lengths"].numpy().copy(),
+            "needs_reset": state["needs_reset"].numpy().copy(), "rng": json.loads(state["rng"])}
+
+
 def _numpy_rng_state() -> dict[str, Any]:
     name, keys, pos, has_gauss, cached = np.random.get_state()
     return {"name": name, "keys": torch.from_numpy(keys.astype(np.int64)), "pos": int(pos),
             "has_gauss": int(has_gauss), "cached_gaussian": float(cached)}
+
+
+def _set_numpy_rng_state(state: dict[str, Any]) -> None:
+    np.random.set_state((state["name"], state["keys"].numpy().astype(np.uint32), int(state["pos"]),
+                         int(state["has_gauss"]), float(state["cached_gaussian"])))
+
+
+def _python_rng_state() -> dict[str, Any]:
+    version, internal, gauss_next = random.getstate()
+    return {"version": int(version), "internal": torch.tensor(internal, dtype=torch.int64),
+            "gauss_next": gauss_next}
+
+
+def _set_python_rng_state(state: dict[str, Any]) -> None:
+    internal = tuple(int(x) for x in state["internal"].tolist())
+    random.setstate((int(state["version"]), internal, state["gauss_next"]))
+
+
+def _warn(console: Any, message: str) -> None:
+    if console is not None:
+        from rich.markup import escape
+
+        console.print(f"[bold yellow]warning[/]: {escape(message)}", highlight=False, soft_wrap=True)
+    else:
+        import warnings
+
+        warnings.warn(message, stacklevel=3)
+
+
+def _truncate_metrics(path: Path, update: int) -> None:
+    """Keep the metrics lines up to `update` (those after it are logged again); a torn last line goes."""
+    kept: list[str] = []
+    if path.exists():
+        for text in path.read_text(encoding="utf-8").splitlines():
+            try:
+                line = json.loads(text)
+            except ValueError:
+                break
+            if not isinstance(line, dict) or int(line.get("update", 0)) > update:
+                break
+            kept.append(text)
+    data = "".join(t + "\n" for t in kept)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(data)
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
 
 
 def _value(outputs: dict[str, torch.Tensor]) -> torch.Tensor:
@@ -253,7 +334,7 @@ def _write_json(path: Path, data: Any) -> None:
 def train(spec: ExperimentSpec, source_text: str, source_path: str | Path, out_dir: str | Path = "runs",
           seed: int | None = None, budget_steps: int | None = None, budget_seconds: float | None = None,
           device: str | None = None, deterministic: bool = False, progress: bool = False,
-          console: Any = None) -> dict[str, Any]:
+          console: Any = None, resume: str | Path | None = None) -> dict[str, Any]:
     """Train `spec` with PPO for one seed; returns the summary (also written to `summary.json`).
 
     `seed` defaults to the experiment's first seed; a `budget_steps` or `budget_seconds` given here
@@ -261,6 +342,9 @@ def train(spec: ExperimentSpec, source_text: str, source_path: str | Path, out_d
     defaults to the experiment's (`auto`: CUDA when available). `deterministic` turns on torch's
     deterministic algorithms and one CPU thread. The summary's `run_dir` says where the run went.
     Raises TrainError for a run that cannot start.
+
+    `resume` (a run directory) continues that run from its newest loadable checkpoint instead of
+    starting afresh; `resume(RUN_DIR)` fills in the experiment's settings from the run's own files.
     """
     from mdl.compiler.api import architecture_hash
     from mdl.compiler.lower import lower
@@ -271,6 +355,35 @@ def train(spec: ExperimentSpec, source_text: str, source_path: str | Path, out_d
         budget_steps, budget_seconds = spec.budget_steps, spec.budget_seconds
     if budget_steps is None and budget_seconds is None:
         raise TrainError(f"experiment `{spec.name}` has no budget; add `budget = 100k steps` or pass --budget")
+    resume_state: dict[str, Any] | None = None
+    resume_path: Path | None = None
+    if resume is not None:
+        resume_dir = Path(resume)
+        found = load_latest_checkpoint(resume_dir / "checkpoints")
+        if found is None:
+            raise TrainError(f"no loadable checkpoint in {resume_dir / 'checkpoints'}; nothing to resume")
+        resume_path, resume_state, skipped = found
+        for bad, why in skipped:
+            _warn(console, f"skipping the unreadable checkpoint {bad} ({why}); resuming from {resume_path.name}")
+        saved_hash = resume_state.get("architecture_hash")
+        if saved_hash is None:
+            try:
+                saved_hash = json.loads((resume_dir / "config.json").read_text(encoding="utf-8")).get(
+                    "architecture_hash")
+            except (OSError, ValueError):
+                saved_hash = None
+        if saved_hash is not None and saved_hash != architecture_hash(spec.graph):
+            raise DesignMismatch(
+                f"the design of experiment `{spec.name}` has changed since {resume_path} was written "
+                f"(architecture hash {architecture_hash(spec.graph)[:12]}, checkpoint {str(saved_hash)[:12]}); "
+                "a checkpoint resumes only the architecture it was trained with")
+        if resume_state.get("experiment", spec.name) != spec.name:
+            raise DesignMismatch(f"{resume_path} is a checkpoint of experiment `{resume_state['experiment']}`, "
+                                 f"not `{spec.name}`")
+        if seed is None:
+            seed = int(resume_state["seed"])
+        elif int(resume_state["seed"]) != int(seed):
+            raise TrainError(f"{resume_path} was trained with seed {resume_state['seed']}, not {seed}")
     seed = spec.seeds[0] if seed is None else int(seed)
     dev = resolve_device(device or spec.device)
     cfg = ppo.PPOConfig.from_experiment(spec.algo)
@@ -281,13 +394,14 @@ def train(spec: ExperimentSpec, source_text: str, source_path: str | Path, out_d
     # The lr anneals over the step budget; with only a time budget, over the elapsed fraction of it.
     total_updates = math.ceil(budget_steps / batch_size) if budget_steps is not None else None
 
-    run_dir = Path(out_dir) / spec.name / str(seed)
+    run_dir = Path(resume) if resume is not None else Path(out_dir) / spec.name / str(seed)
     checkpoint_dir = run_dir / "checkpoints"
-    if checkpoint_dir.exists():
-        shutil.rmtree(checkpoint_dir)  # a fresh run replaces an old one in the same place
-    run_dir.mkdir(parents=True, exist_ok=True)
-    (run_dir / Path(source_path).name).write_text(source_text, encoding="utf-8")
-    _write_json(run_dir / "ir.json", spec.graph.to_json())
+    if resume is None:
+        if checkpoint_dir.exists():
+            shutil.rmtree(checkpoint_dir)  # a fresh run replaces an old one in the same place
+        run_dir.mkdir(parents=True, exist_ok=True)
+        (run_dir / Path(source_path).name).write_text(source_text, encoding="utf-8")
+        _write_json(run_dir / "ir.json", spec.graph.to_json())
     config = {
         "experiment": spec.name, "source": str(source_path), "seed": seed, "device": str(dev),
         "deterministic": deterministic,
@@ -300,7 +414,8 @@ def train(spec: ExperimentSpec, source_text: str, source_path: str | Path, out_d
         "checkpoint_every": spec.checkpoint_every, "checkpoint_keep": spec.checkpoint_keep,
         "versions": package_versions(),
     }
-    _write_json(run_dir / "config.json", config)
+    if resume is None:  # a resumed run keeps the config it was started with
+        _write_json(run_dir / "config.json", config)
 
     with _deterministic(deterministic), _StopRequest() as stop:
         # Seeding: python-side numpy, torch (weights, action sampling), the minibatch shuffles, the envs.
@@ -336,9 +451,12 @@ def train(spec: ExperimentSpec, source_text: str, source_path: str | Path, out_d
         def checkpoint_state() -> dict[str, Any]:
             state = {
                 "format": 1, "experiment": spec.name, "seed": seed, "update": update, "step": step,
+                "architecture_hash": config["architecture_hash"],
+                "wall_seconds": time.perf_counter() - start,
                 "model": module.state_dict(), "optimizer": optimizer.state_dict(),
                 "torch_rng": torch.get_rng_state(), "shuffle_rng": shuffle.get_state(),
-                "numpy_rng": _numpy_rng_state(), "episode_stats": stats.state(),
+                "numpy_rng": _numpy_rng_state(), "python_rng": _python_rng_state(),
+                "episode_stats": stats.state(),
                 "next_obs": next_obs.cpu(), "next_mask": next_mask.cpu(), "last_done": last_done.cpu(),
             }
             if dev.type == "cuda":
@@ -351,12 +469,41 @@ def train(spec: ExperimentSpec, source_text: str, source_path: str | Path, out_d
             save_checkpoint(checkpoint_dir, step, checkpoint_state(), spec.checkpoint_keep)
 
         update, step, status, message = 0, 0, "completed", None
-        next_checkpoint = spec.checkpoint_every
         start = time.perf_counter()
+        if resume_state is not None:
+            st = resume_state
+            module.load_state_dict(st["model"])
+            optimizer.load_state_dict(st["optimizer"])
+            update, step = int(st["update"]), int(st["step"])
+            start -= float(st.get("wall_seconds", 0.0))
+            if "env_state" in st and hasattr(envs, "set_state"):
+                envs.set_state(_env_state_from_plain(st["env_state"]))
+                stats.load_state(st["episode_stats"])
+                next_obs = st["next_obs"].to(device=dev, dtype=obs_dtype)
+                next_mask = st["next_mask"].to(dev)
+                last_done = st["last_done"].to(dev)
+            else:  # gym envs: their state is not saved; start fresh episodes (not bit-exact)
+                stats.load_state(st["episode_stats"], running=False)
+                next_obs_np, infos = envs.reset(seed=seed + update)
+                next_obs = _observations(next_obs_np, obs_dtype, dev)
+                next_mask = _action_mask(infos, num_envs, env_spec.actions, dev)
+            torch.set_rng_state(st["torch_rng"])
+            shuffle.set_state(st["shuffle_rng"])
+            _set_numpy_rng_state(st["numpy_rng"])
+            if "python_rng" in st:
+                _set_python_rng_state(st["python_rng"])
+            if "cuda_rng" in st and dev.type == "cuda":
+                torch.cuda.set_rng_state(st["cuda_rng"], dev)
+            _truncate_metrics(run_dir / "metrics.jsonl", update)
+        next_checkpoint = spec.checkpoint_every
+        if next_checkpoint is not None:
+            while next_checkpoint <= step:
+                next_checkpoint += spec.checkpoint_every
         unit_total = budget_steps if budget_steps is not None else budget_seconds
         bar, task = _progress(progress, console, float(unit_total),
                               "steps" if budget_steps is not None else "s")
-        metrics_file = (run_dir / "metrics.jsonl").open("w", encoding="utf-8")
+        metrics_file = (run_dir / "metrics.jsonl").open("a" if resume_state is not None else "w",
+                                                        encoding="utf-8")
         try:
             with bar:
                 while True:
@@ -489,10 +636,53 @@ def train(spec: ExperimentSpec, source_text: str, source_path: str | Path, out_d
         summary["mean_score_last100"] = stats.mean_score()
         summary["tile_rates"] = stats.tile_rates()
         summary["max_tile_distribution"] = stats.max_tile_distribution()
+    if resume_path is not None:
+        summary["resumed_from"] = str(resume_path)
     if message:
         summary["message"] = message
     _write_json(run_dir / "summary.json", summary)
     return summary
 
 
-__all__ = ["EpisodeStats", "TrainError", "make_envs", "package_versions", "resolve_device", "train"]
+def resume(run_dir: str | Path, budget_steps: int | None = None, budget_seconds: float | None = None,
+           device: str | None = None, deterministic: bool | None = None, progress: bool = False,
+           console: Any = None) -> dict[str, Any]:
+    """Continue the run in `run_dir` to its budget: the experiment, seed, budget, device and
+    determinism come from its `config.json`, the design from its `.mdl` copy (a budget or device
+    given here replaces the saved one). Raises TrainError (DesignMismatch for a design with errors
+    or a changed architecture) for a run that cannot be resumed."""
+    from mdl.compiler.check import analyze
+
+    run_dir = Path(run_dir)
+    if not run_dir.is_dir():
+        raise TrainError(f"cannot resume {run_dir}: no such run directory")
+    try:
+        config = json.loads((run_dir / "config.json").read_text(encoding="utf-8"))
+        source = run_dir / Path(config["source"]).name
+        name, seed = str(config["experiment"]), int(config["seed"])
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise TrainError(f"cannot resume {run_dir}: no readable config.json ({exc}); is it a run directory?") from None
+    if not (run_dir / "checkpoints").is_dir() or load_latest_checkpoint(run_dir / "checkpoints") is None:
+        raise TrainError(f"no loadable checkpoint in {run_dir / 'checkpoints'}; nothing to resume")
+    try:
+        text = source.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise TrainError(f"cannot resume {run_dir}: cannot read the design copy {source} ({exc})") from None
+    analysis = analyze(text, str(source))
+    if not analysis.ok:
+        first = next(d for d in analysis.diagnostics if d.is_error)
+        raise DesignMismatch(f"the design copy {source} has errors ({first.code}: {first.message}); "
+                             "cannot resume")
+    if name not in analysis.experiments:
+        raise DesignMismatch(f"the design copy {source} has no experiment `{name}`; cannot resume")
+    if budget_steps is None and budget_seconds is None:
+        budget_steps, budget_seconds = config.get("budget_steps"), config.get("budget_seconds")
+    if deterministic is None:
+        deterministic = bool(config.get("deterministic", False))
+    return train(analysis.experiments[name], text, source, seed=seed, budget_steps=budget_steps,
+                 budget_seconds=budget_seconds, device=device or config.get("device"),
+                 deterministic=deterministic, progress=progress, console=console, resume=run_dir)
+
+
+__all__ = ["DesignMismatch", "EpisodeStats", "TrainError", "make_envs", "package_versions", "resolve_device",
+           "resume", "train"]
