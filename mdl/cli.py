@@ -15,6 +15,8 @@ from pathlib import Path
 from rich.console import Console
 from rich.table import Table
 
+from mdl.files import write_text_atomic
+
 EXIT_OK, EXIT_ERRORS, EXIT_USAGE, EXIT_RUNTIME = 0, 1, 2, 3
 
 
@@ -132,7 +134,7 @@ def _write_standalone(compiled, args: argparse.Namespace, out: Console, err: Con
         return EXIT_ERRORS
     path = Path(args.output)
     try:
-        _write_atomic(path, text)
+        write_text_atomic(path, text)
     except OSError as exc:
         reason = escape(exc.strerror or str(exc))
         err.print(f"[bold red]error[/]: cannot write {escape(str(path))}: {reason}", highlight=False, soft_wrap=True)
@@ -219,7 +221,7 @@ def cmd_fmt(args: argparse.Namespace, out: Console, err: Console) -> int:
             continue
         changed.append(path)
         if not args.check:
-            _write_atomic(Path(path), formatted)
+            write_text_atomic(Path(path), formatted)
     verb = "would reformat" if args.check else "reformatted"
     for path in changed:
         out.print(f"{verb} {path}", highlight=False)
@@ -340,20 +342,6 @@ def parse_budget(text: str) -> tuple[int | None, float | None] | None:
     if unit in TIME_UNITS:
         return None, float(value) * TIME_UNITS[unit]
     return None
-
-
-def _write_atomic(path: Path, text: str) -> None:
-    import os
-    import tempfile
-
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="") as f:
-            f.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -12,13 +12,13 @@ corrupt newer one (a file damaged after its rename, e.g. by a full disk or a cop
 
 from __future__ import annotations
 
-import os
 import re
-import tempfile
 from pathlib import Path
 from typing import Any
 
 import torch
+
+from mdl.files import atomic_write
 
 _NAME = re.compile(r"^step_(\d{12})\.pt$")
 
@@ -47,17 +47,8 @@ def save_checkpoint(directory: str | Path, step: int, state: dict[str, Any], kee
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     path = checkpoint_path(directory, step)
-    fd, tmp = tempfile.mkstemp(dir=directory, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            torch.save(state, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    _fsync_dir(directory)  # the rename itself survives a power cut
+    with atomic_write(path, "wb") as f:
+        torch.save(state, f)
     for old in list_checkpoints(directory)[:-keep]:
         old.unlink(missing_ok=True)
     return path
@@ -84,19 +75,3 @@ def load_latest_checkpoint(directory: str | Path, map_location: str | torch.devi
             continue
         return path, state, skipped
     return None
-
-
-def _fsync_dir(directory: Path) -> None:
-    try:
-        fd = os.open(directory, os.O_RDONLY)
-    except OSError:  # some platforms cannot open a directory; the rename is still atomic
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
-
-
-__all__ = ["checkpoint_path", "list_checkpoints", "load_checkpoint", "load_latest_checkpoint", "save_checkpoint"]

@@ -43,11 +43,9 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
-import os
 import random
 import shutil
 import signal
-import tempfile
 import threading
 import time
 from collections import deque
@@ -60,6 +58,7 @@ import numpy as np
 import torch
 
 from mdl.compiler.experiment import EnvSpec, ExperimentSpec
+from mdl.files import write_text_atomic
 from mdl.runtime import ppo
 from mdl.runtime.checkpoint import load_latest_checkpoint, save_checkpoint
 
@@ -236,16 +235,7 @@ def _truncate_metrics(path: Path, update: int) -> None:
             if not isinstance(line, dict) or int(line.get("update", 0)) > update:
                 break
             kept.append(text)
-    data = "".join(t + "\n" for t in kept)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(data)
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    write_text_atomic(path, "".join(t + "\n" for t in kept))
 
 
 def _value(outputs: dict[str, torch.Tensor]) -> torch.Tensor:
@@ -314,17 +304,8 @@ def _json_default(value: Any) -> Any:
 
 
 def _write_json(path: Path, data: Any) -> None:
-    """Write JSON atomically (temp file in the same folder, then rename), readable by all like a plain file."""
-    text = json.dumps(data, indent=2, default=_json_default, allow_nan=True) + "\n"
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    """Write JSON atomically (mdl.files)."""
+    write_text_atomic(path, json.dumps(data, indent=2, default=_json_default, allow_nan=True) + "\n")
 
 
 # ---------------------------------------------------------------------------------------------------
