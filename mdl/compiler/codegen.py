@@ -60,59 +60,6 @@ ACTIVATIONS = {
 }
 '''
 
-_SELF_ATTENTION = '''
-class SelfAttention(nn.MultiheadAttention):
-    """Multi-head self-attention over [B, T, d]: torch's own layer, so its state-dict keys are torch's."""
-
-    def __init__(self, d: int, heads: int, dropout: float = 0.0):
-        super().__init__(d, heads, dropout=dropout, bias=True, batch_first=True)
-
-    def forward(self, x: Tensor) -> Tensor:
-        return super().forward(x, x, x, need_weights=False)[0]
-'''
-
-_POSITIONAL_ENCODING = '''
-class PositionalEncoding(nn.Module):
-    """Adds a position code along dim 1 of [B, T, d]: a learned [T, d] table, or fixed sinusoids
-    (a non-persistent buffer, so the state dict holds only parameters)."""
-
-    def __init__(self, length: int, d: int, kind: str = "learned"):
-        super().__init__()
-        self.kind = kind
-        if kind == "learned":
-            self.weight = nn.Parameter(torch.zeros(length, d))
-            nn.init.normal_(self.weight, std=0.02)
-        else:
-            self.register_buffer("weight", sinusoids(length, d), persistent=False)
-
-    def forward(self, x: Tensor) -> Tensor:
-        return x + self.weight[: x.shape[1]].to(x.dtype)
-
-
-def sinusoids(length: int, d: int) -> Tensor:
-    """The fixed encoding of "Attention Is All You Need": sin on even features, cos on odd ones."""
-    position = torch.arange(length, dtype=torch.float32)[:, None]
-    rate = torch.exp(torch.arange(0, d, 2, dtype=torch.float32) * (-math.log(10000.0) / d))
-    table = torch.zeros(length, d)
-    table[:, 0::2] = torch.sin(position * rate)
-    table[:, 1::2] = torch.cos(position * rate)[:, : d // 2]
-    return table
-'''
-
-_MLP = '''
-class MLP(nn.Module):
-    """fc2(act(fc1(x)))."""
-
-    def __init__(self, d: int, hidden: int, out: int, act: str = "gelu"):
-        super().__init__()
-        self.act = act
-        self.fc1 = nn.Linear(d, hidden)
-        self.fc2 = nn.Linear(hidden, out)
-
-    def forward(self, x: Tensor) -> Tensor:
-        return self.fc2(ACTIVATIONS[self.act](self.fc1(x)))
-'''
-
 _MOE = '''
 class MoE(nn.Module):
     """Token-choice mixture of experts over [.., d]: `moe_reference` on the tokens flattened to [N, d].
@@ -158,6 +105,16 @@ _GLOBALS = frozenset({"math", "torch", "F", "nn", "Tensor", "Scope", "ACTIVATION
                       "PositionalEncoding", "sinusoids", "MLP", "MoE", "moe_reference"})
 _RESERVED = _GLOBALS | frozenset({"self"}) | frozenset(keyword.kwlist) | frozenset(dir(builtins))
 _ALLOWED_IMPORTS = ("math", "torch")
+
+
+def _layer_source(*names: str) -> str:
+    """The live source of modules in mdl.compiler.ops.layers, so the standalone file runs the very code
+    the lowered module runs (they need only torch, math, `F`, `nn`, `Tensor` and `ACTIVATIONS`)."""
+    import inspect
+
+    from mdl.compiler.ops import layers
+
+    return "\n\n".join(inspect.getsource(getattr(layers, name)) for name in names)
 
 
 class _Internal(Exception):
@@ -264,11 +221,11 @@ class _Generator:
         if "mlp" in ops:
             parts.append(_ACTIVATIONS)
         if "attention" in ops:
-            parts.append(_SELF_ATTENTION)
+            parts.append(_layer_source("SelfAttention"))
         if "pos_encoding" in ops:
-            parts.append(_POSITIONAL_ENCODING)
+            parts.append(_layer_source("PositionalEncoding", "sinusoids"))
         if "mlp" in ops:
-            parts.append(_MLP)
+            parts.append(_layer_source("MLP"))
         if "moe" in ops:
             parts.append(moe_reference_source())
             parts.append(_MOE)
