@@ -15,6 +15,7 @@ from mdl.compiler.experiment import PPO_ARGS
 from mdl.compiler.ops.moe import MoE
 from mdl.runtime.ppo import (
     PPOConfig,
+    RewardScaler,
     compute_gae,
     explained_variance,
     global_grad_norm_clip,
@@ -505,3 +506,40 @@ def test_moe_stats_per_layer_token_fractions() -> None:
     assert len(stats["first"]) == 4 and len(stats["second.1"]) == 2
     for fractions in stats.values():
         assert sum(fractions) == pytest.approx(1.0)
+
+
+# ---------------------------------------------------------------------------------------------------
+# RewardScaler
+
+
+def test_reward_scaler_divides_by_the_std_of_every_discounted_return_seen() -> None:
+    rng = np.random.default_rng(0)
+    gamma, n_envs = 0.9, 3
+    scaler = RewardScaler(n_envs, gamma)
+    running, seen = np.zeros(n_envs), []
+    for _ in range(200):
+        rewards = rng.exponential(50.0, size=n_envs)
+        done = rng.random(n_envs) < 0.1
+        scaled = scaler(torch.as_tensor(rewards), torch.as_tensor(done))
+        running = running * gamma + rewards  # the reference: plain numpy over every return so far
+        seen.extend(running)
+        std = np.std(seen)  # population std; the scaler's eps-sized prior count is negligible
+        np.testing.assert_allclose(scaled.numpy(), rewards / std, rtol=1e-5)
+        running[done] = 0.0
+    assert scaled.dtype == torch.float32
+
+
+def test_reward_scaler_leaves_invalid_rows_out_and_round_trips_its_state() -> None:
+    scaler = RewardScaler(2, 0.99)
+    scaler(torch.tensor([1.0, 100.0]), torch.tensor([False, False]), valid=torch.tensor([True, False]))
+    assert float(scaler.mean) == pytest.approx(1.0)  # only env 0's return entered the statistics
+    twin = RewardScaler(2, 0.99)
+    twin.load_state(scaler.state())
+    rewards, done = torch.tensor([3.0, 4.0]), torch.tensor([True, False])
+    assert torch.equal(scaler(rewards, done), twin(rewards, done))
+    assert torch.equal(scaler.returns, twin.returns) and scaler.returns[0] == 0  # done resets G
+
+
+def test_reward_scaling_defaults_by_environment() -> None:
+    assert PPOConfig().norm_reward is None  # the trainer decides: on for game2048, off for gym ids
+    assert PPOConfig.from_experiment({"lr": 1e-3}).norm_reward is None

@@ -66,6 +66,9 @@ class PPOConfig:
     anneal_lr: bool = True  # lr falls linearly from `lr` to 0 over the run (`linear_lr`)
     adam_eps: float = 1e-5  # Adam epsilon; 1e-5 rather than torch's 1e-8, as in OpenAI baselines
     orthogonal_init: bool = False  # re-initialise with `orthogonal_init_` (CleanRL's layer_init) before training
+    # Divide rewards by the running std of the discounted return (`RewardScaler`); None: the trainer
+    # decides by environment (on for game2048, whose merge rewards reach thousands; off for gym ids).
+    norm_reward: bool | None = None
 
     @classmethod
     def from_experiment(cls, algo: Mapping[str, Any]) -> PPOConfig:
@@ -147,6 +150,60 @@ def compute_gae(rewards: Tensor, values: Tensor, terminations: Tensor, truncatio
             last = torch.where(valid[t], deltas[t] + carry[t] * last, torch.zeros_like(last))
             advantages[t] = last
         return advantages, advantages + values
+
+
+# ---------------------------------------------------------------------------------------------------
+# Reward scaling
+
+
+class RewardScaler:
+    """Rewards divided by a running standard deviation of the discounted return (`norm_reward`).
+
+    The "reward scaling" detail of Engstrom et al. (2020), as gymnasium's `NormalizeReward` and SB3's
+    `VecNormalize(norm_reward=True)` do it: per env, G = gamma * G + r; the variance of G over every
+    (valid) step seen so far is tracked with Chan's parallel update, and each reward is divided by
+    sqrt(var + eps) (no mean is subtracted, so the sign and the optimal policy are unchanged). G restarts
+    at 0 after a step that ends an episode. Without it 2048's merge rewards (up to thousands) give value
+    losses of 1e4 that swamp the policy gradient under the shared gradient-norm clip.
+
+    `state()` / `load_state()` carry everything (float64 tensors) so a resumed run scales identically.
+    """
+
+    def __init__(self, num_envs: int, gamma: float, eps: float = 1e-8):
+        self.gamma, self.eps = gamma, eps
+        self.returns = torch.zeros(num_envs, dtype=torch.float64)
+        self.mean = torch.zeros((), dtype=torch.float64)
+        self.var = torch.ones((), dtype=torch.float64)
+        self.count = torch.tensor(eps, dtype=torch.float64)  # as gymnasium: no division by 0 at first
+
+    def __call__(self, rewards: Tensor, done: Tensor, valid: Tensor | None = None) -> Tensor:
+        """Scale one step's rewards [N] (float32 out); `done` [N] ends episodes after this step;
+        `valid` [N] (default all) says which envs' returns update the statistics (not reset steps)."""
+        rewards = torch.as_tensor(rewards, dtype=torch.float64)
+        self.returns = self.returns * self.gamma + rewards
+        batch = self.returns if valid is None else self.returns[torch.as_tensor(valid, dtype=torch.bool)]
+        if batch.numel():
+            self._update(batch)
+        scaled = rewards / torch.sqrt(self.var + self.eps)
+        self.returns = torch.where(torch.as_tensor(done, dtype=torch.bool), 0.0, self.returns)
+        return scaled.float()
+
+    def _update(self, batch: Tensor) -> None:
+        n = float(batch.numel())
+        b_mean, b_var = batch.mean(), batch.var(unbiased=False)
+        total = self.count + n
+        delta = b_mean - self.mean
+        self.mean = self.mean + delta * n / total
+        self.var = (self.var * self.count + b_var * n + delta**2 * self.count * n / total) / total
+        self.count = total
+
+    def state(self) -> dict[str, Tensor]:
+        return {"returns": self.returns.clone(), "mean": self.mean.clone(), "var": self.var.clone(),
+                "count": self.count.clone()}
+
+    def load_state(self, state: Mapping[str, Tensor]) -> None:
+        self.returns, self.mean = state["returns"].double().clone(), state["mean"].double().clone()
+        self.var, self.count = state["var"].double().clone(), state["count"].double().clone()
 
 
 # ---------------------------------------------------------------------------------------------------
