@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from mdl.cli import main, parse_budget
 from mdl.compiler.check import analyze
@@ -92,6 +93,7 @@ def test_cartpole_run_writes_every_file(tmp_path: Path) -> None:
     assert len(config["architecture_hash"]) == 64
     assert set(config["ppo"]) == {f.name for f in dataclasses.fields(ppo.PPOConfig)}
     assert config["ppo"]["rollout"] == 64 and config["batch_size"] == 256
+    assert config["ppo"]["norm_reward"] is False  # gym ids keep their rewards as they are
 
     lines = _metrics(run)
     assert len(lines) == summary["updates"] == 12  # ceil(3000 / 256)
@@ -105,6 +107,11 @@ def test_cartpole_run_writes_every_file(tmp_path: Path) -> None:
     for key in ("mean_return_last100", "wall_seconds", "steps_per_second"):
         assert summary[key] > 0
     assert json.loads((run / "summary.json").read_text()) == summary
+    events = EventAccumulator(str(run / "tensorboard"))
+    events.Reload()
+    curve = events.Scalars("charts/mean_return")
+    assert [e.step for e in curve] == [line["step"] for line in lines if line["mean_return"] is not None]
+    assert curve[-1].value == pytest.approx(lines[-1]["mean_return"])
 
     checkpoints = ckpt.list_checkpoints(run / "checkpoints")
     assert 1 <= len(checkpoints) <= 2  # keep=2
@@ -132,6 +139,7 @@ def test_game2048_moe_run_logs_scores_tiles_and_expert_usage(tmp_path: Path) -> 
     run = tmp_path / "runs" / "tiny" / "7"
     assert summary["steps"] == 2048 and summary["episodes"] > 0
     assert summary["mean_score_last100"] > 0
+    assert json.loads((run / "config.json").read_text())["ppo"]["norm_reward"] is True  # 2048 scales rewards
     assert set(summary["tile_rates"]) == {"256", "512", "1024", "2048"}
     assert all(0 <= f <= 1 for f in summary["tile_rates"].values())
     last = _metrics(run)[-1]

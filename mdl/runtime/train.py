@@ -4,6 +4,9 @@ Read `train` top to bottom, CleanRL-style: build the envs and the model, then re
 rollout, compute GAE, run `epochs` x `minibatches` clipped-surrogate updates, log a metrics line,
 maybe checkpoint } until the budget is spent. The math lives in `mdl.runtime.ppo` (pure functions).
 
+Rewards: on 2048 (or with `norm_reward`) they are divided by a running std of the discounted return
+before GAE (`ppo.RewardScaler`, saved in checkpoints); returns and scores are logged unscaled.
+
 Autoreset: both env kinds use gymnasium 1.x NEXT_STEP autoreset, so a rollout row that follows a done
 step is a reset step (see `mdl.runtime.ppo`'s docstring); `reset_steps` marks those rows, `compute_gae`
 skips them and the loss leaves them out (`mask=~starts`).
@@ -16,6 +19,7 @@ The run directory `OUT/<experiment>/<seed>/` holds:
   diagnostics, `lr`, `steps_per_second`; for 2048 `mean_score` and `max_tile_distribution`; for MoE
   models `moe_usage` and `moe_aux_loss`). Everything but `steps_per_second` and `wall_seconds` is a
   function of the seed, so two `deterministic=True` CPU runs agree on every other key;
+- `tensorboard/`: the same metrics as TensorBoard scalars (`mdl.runtime.metrics`);
 - `checkpoints/step_*.pt` (`mdl.runtime.checkpoint`): every `checkpoint_every` steps, at the end, and
   on Ctrl-C; weights, optimizer, counters, RNG states, episode statistics and (2048) the env state;
 - `summary.json`: `status` ("completed", "interrupted" or "diverged"), `steps`, `episodes`,
@@ -61,6 +65,7 @@ from mdl.compiler.experiment import EnvSpec, ExperimentSpec
 from mdl.files import write_text_atomic
 from mdl.runtime import ppo
 from mdl.runtime.checkpoint import load_latest_checkpoint, save_checkpoint
+from mdl.runtime.metrics import MetricsLog
 
 TILES = (256, 512, 1024, 2048)  # summary.json `tile_rates`
 _LOGGED = ("policy_loss", "value_loss", "entropy", "approx_kl", "clip_fraction", "aux_loss")  # PPOLoss fields
@@ -223,21 +228,6 @@ def _warn(console: Any, message: str) -> None:
         warnings.warn(message, stacklevel=3)
 
 
-def _truncate_metrics(path: Path, update: int) -> None:
-    """Keep the metrics lines up to `update` (those after it are logged again); a torn last line goes."""
-    kept: list[str] = []
-    if path.exists():
-        for text in path.read_text(encoding="utf-8").splitlines():
-            try:
-                line = json.loads(text)
-            except ValueError:
-                break
-            if not isinstance(line, dict) or int(line.get("update", 0)) > update:
-                break
-            kept.append(text)
-    write_text_atomic(path, "".join(t + "\n" for t in kept))
-
-
 def _value(outputs: dict[str, torch.Tensor]) -> torch.Tensor:
     return outputs["value"].reshape(-1)  # [B, 1] or [B] -> [B]
 
@@ -369,6 +359,8 @@ def train(spec: ExperimentSpec, source_text: str, source_path: str | Path, out_d
     dev = resolve_device(device or spec.device)
     cfg = ppo.PPOConfig.from_experiment(spec.algo)
     env_spec = spec.env
+    if cfg.norm_reward is None:
+        cfg = dataclasses.replace(cfg, norm_reward=env_spec.kind == "game2048")
     num_envs, batch_size = env_spec.envs, cfg.batch_size(env_spec.envs)
     if cfg.minibatches > batch_size:
         raise TrainError(f"minibatches={cfg.minibatches} exceeds the batch size {batch_size} (rollout x envs)")
@@ -413,6 +405,7 @@ def train(spec: ExperimentSpec, source_text: str, source_path: str | Path, out_d
 
         envs = make_envs(env_spec, seed)
         stats = EpisodeStats(num_envs)
+        scaler = ppo.RewardScaler(num_envs, cfg.gamma) if cfg.norm_reward else None
         next_obs_np, infos = envs.reset(seed=seed)
         next_obs = _observations(next_obs_np, obs_dtype, dev)
         next_mask = _action_mask(infos, num_envs, env_spec.actions, dev)
@@ -438,6 +431,7 @@ def train(spec: ExperimentSpec, source_text: str, source_path: str | Path, out_d
                 "torch_rng": torch.get_rng_state(), "shuffle_rng": shuffle.get_state(),
                 "numpy_rng": _numpy_rng_state(), "python_rng": _python_rng_state(),
                 "episode_stats": stats.state(),
+                "reward_scaler": scaler.state() if scaler is not None else None,
                 "next_obs": next_obs.cpu(), "next_mask": next_mask.cpu(), "last_done": last_done.cpu(),
             }
             if dev.type == "cuda":
@@ -468,6 +462,8 @@ def train(spec: ExperimentSpec, source_text: str, source_path: str | Path, out_d
                 next_obs_np, infos = envs.reset(seed=seed + update)
                 next_obs = _observations(next_obs_np, obs_dtype, dev)
                 next_mask = _action_mask(infos, num_envs, env_spec.actions, dev)
+            if scaler is not None and st.get("reward_scaler") is not None:
+                scaler.load_state(st["reward_scaler"])
             torch.set_rng_state(st["torch_rng"])
             shuffle.set_state(st["shuffle_rng"])
             _set_numpy_rng_state(st["numpy_rng"])
@@ -475,7 +471,6 @@ def train(spec: ExperimentSpec, source_text: str, source_path: str | Path, out_d
                 _set_python_rng_state(st["python_rng"])
             if "cuda_rng" in st and dev.type == "cuda":
                 torch.cuda.set_rng_state(st["cuda_rng"], dev)
-            _truncate_metrics(run_dir / "metrics.jsonl", update)
         next_checkpoint = spec.checkpoint_every
         if next_checkpoint is not None:
             while next_checkpoint <= step:
@@ -483,8 +478,8 @@ def train(spec: ExperimentSpec, source_text: str, source_path: str | Path, out_d
         unit_total = budget_steps if budget_steps is not None else budget_seconds
         bar, task = _progress(progress, console, float(unit_total),
                               "steps" if budget_steps is not None else "s")
-        metrics_file = (run_dir / "metrics.jsonl").open("a" if resume_state is not None else "w",
-                                                        encoding="utf-8")
+        metrics = MetricsLog(run_dir, resume_update=update if resume_state is not None else None,
+                             resume_step=step)
         try:
             with bar:
                 while True:
@@ -504,6 +499,7 @@ def train(spec: ExperimentSpec, source_text: str, source_path: str | Path, out_d
 
                     # ---- rollout: T steps of every env, sampling the masked policy
                     first_done = last_done
+                    reset_row = first_done.cpu().numpy()  # is this step a reset step (per env)?
                     module.eval()
                     for t in range(T):
                         obs_buf[t], mask_buf[t] = next_obs, next_mask
@@ -518,7 +514,11 @@ def train(spec: ExperimentSpec, source_text: str, source_path: str | Path, out_d
                         reward = np.asarray(reward, dtype=np.float64)
                         done = np.logical_or(terminated, truncated)
                         stats.record(reward, done, infos)
-                        rewards_buf[t] = torch.as_tensor(reward, dtype=torch.float32, device=dev)
+                        if scaler is not None:
+                            rewards_buf[t] = scaler(reward, done, valid=~reset_row).to(dev)
+                        else:
+                            rewards_buf[t] = torch.as_tensor(reward, dtype=torch.float32, device=dev)
+                        reset_row = done
                         terms_buf[t] = torch.as_tensor(np.asarray(terminated, dtype=bool), device=dev)
                         truncs_buf[t] = torch.as_tensor(np.asarray(truncated, dtype=bool), device=dev)
                         next_obs = _observations(next_obs_np, obs_dtype, dev)
@@ -587,8 +587,7 @@ def train(spec: ExperimentSpec, source_text: str, source_path: str | Path, out_d
                     if usage:
                         line["moe_usage"] = usage
                         line["moe_aux_loss"] = means["aux_loss"]
-                    metrics_file.write(json.dumps(line, allow_nan=True) + "\n")
-                    metrics_file.flush()
+                    metrics.log(line)
                     done_units = step if budget_steps is not None else elapsed
                     if budget_steps is not None and budget_seconds is not None:
                         done_units = max(step / budget_steps, elapsed / budget_seconds) * unit_total
@@ -603,7 +602,7 @@ def train(spec: ExperimentSpec, source_text: str, source_path: str | Path, out_d
         except FloatingPointError as exc:
             status, message = "diverged", f"{exc}; training stopped, the last good checkpoint is kept"
         finally:
-            metrics_file.close()
+            metrics.close()
             envs.close()
 
     wall = time.perf_counter() - start
