@@ -28,7 +28,7 @@ import torch
 from mdl.compiler.experiment import ExperimentSpec
 from mdl.runtime import ppo
 from mdl.runtime.checkpoint import load_checkpoint, load_latest_checkpoint
-from mdl.runtime.train import TILES, DesignMismatch, TrainError, resolve_device
+from mdl.runtime.train import TILES, DesignMismatch, TrainError, action_mask, resolve_device
 
 MAX_2048_ENVS = 64  # boards stepped together when evaluating a 2048 policy
 MAX_GYM_ENVS = 16  # sync gym envs stepped together
@@ -83,21 +83,23 @@ def _run_and_checkpoint(path: Path) -> tuple[Path, Path | None]:
     return path.parent.parent, path
 
 
-def _read_config(run_dir: Path) -> dict[str, Any]:
+def read_run_config(run_dir: Path) -> dict[str, Any]:
     try:
         config = json.loads((run_dir / "config.json").read_text(encoding="utf-8"))
         if not isinstance(config, dict) or not isinstance(config.get("source"), str):
             raise ValueError("no `source` in a JSON object")
         if "experiment" not in config:
             raise KeyError("experiment")
+        int(config["seed"])
     except (OSError, ValueError, KeyError, TypeError) as exc:
         raise RunNotFound(f"{run_dir} has no readable config.json ({type(exc).__name__}: {exc}); "
                           "is it a run directory (OUT/<experiment>/<seed>/)?") from None
     return config
 
 
-def _design(run_dir: Path, config: dict[str, Any]) -> ExperimentSpec:
-    """The experiment rebuilt from the run's `.mdl` copy, as `train --resume` does."""
+def run_design(run_dir: Path, config: dict[str, Any]) -> tuple[ExperimentSpec, str, Path]:
+    """The experiment rebuilt from the run's `.mdl` copy (for `eval`, `train --resume` and export), with
+    the copy's text and path."""
     from mdl.compiler.check import analyze
 
     source = run_dir / Path(config["source"]).name
@@ -115,7 +117,7 @@ def _design(run_dir: Path, config: dict[str, Any]) -> ExperimentSpec:
         raise DesignChanged(f"the design copy {source} has no experiment `{name}`")
     if spec.graph is None or spec.env is None:
         raise DesignChanged(f"experiment `{name}` in {source} has no checked model or environment")
-    return spec
+    return spec, text, source
 
 
 def load_policy(path: str | Path, device: str = "cpu") -> LoadedPolicy:
@@ -130,7 +132,7 @@ def load_policy(path: str | Path, device: str = "cpu") -> LoadedPolicy:
     from mdl.compiler.lower import lower
 
     run_dir, file = _run_and_checkpoint(Path(path))
-    config = _read_config(run_dir)
+    config = read_run_config(run_dir)
     dev = resolve_device(device)
     skipped: tuple[tuple[Path, str], ...] = ()
     if file is None:
@@ -148,7 +150,7 @@ def load_policy(path: str | Path, device: str = "cpu") -> LoadedPolicy:
     if not isinstance(state, dict) or not isinstance(state.get("model"), dict) or "step" not in state:
         raise EvalError(f"{file} is not a training checkpoint (no model weights and step)")
 
-    spec = _design(run_dir, config)
+    spec, _text, _source = run_design(run_dir, config)
     if state.get("experiment", spec.name) != spec.name:
         raise EvalError(f"{file} is a checkpoint of experiment `{state['experiment']}`, not `{spec.name}`")
     saved_hash = state.get("architecture_hash") or config.get("architecture_hash")
@@ -183,14 +185,6 @@ def greedy_actions(logits: torch.Tensor, action_mask: torch.Tensor | None) -> to
     low = torch.finfo(logits.dtype).min / 2
     logits = torch.nan_to_num(logits, nan=low).clamp(min=low)
     return ppo.masked_logits(logits, action_mask).argmax(dim=-1)
-
-
-def _action_mask(infos: dict[str, Any], num_envs: int, actions: int, device: torch.device) -> torch.Tensor:
-    """The envs' `action_mask` info as a bool tensor; all legal when the env gives none (gym ids)."""
-    mask = infos.get("action_mask")
-    if mask is None:
-        return torch.ones(num_envs, actions, dtype=torch.bool, device=device)
-    return torch.as_tensor(np.asarray(mask, dtype=bool), device=device)
 
 
 def _act(policy: LoadedPolicy, obs: Any, mask: torch.Tensor) -> torch.Tensor:
@@ -230,7 +224,7 @@ def _play_batched(policy: LoadedPolicy, episodes: int, seed: int) -> list[dict[s
     try:
         obs, infos = envs.reset(seed=seed)
         while any(len(d) < q for d, q in zip(done_per_slot, quota, strict=True)):
-            mask = _action_mask(infos, slots, spec.env.actions, policy.device)
+            mask = action_mask(infos, slots, spec.env.actions, policy.device)
             actions = _act(policy, obs, mask)
             obs, reward, terminated, truncated, infos = envs.step(actions.cpu().numpy())
             playing = ~resetting

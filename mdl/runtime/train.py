@@ -170,7 +170,9 @@ def _observations(obs: np.ndarray, dtype: torch.dtype, device: torch.device) -> 
     return torch.as_tensor(np.asarray(obs), device=device).to(dtype)
 
 
-def _action_mask(infos: dict[str, Any], num_envs: int, actions: int, device: torch.device) -> torch.Tensor:
+def action_mask(infos: dict[str, Any], num_envs: int, actions: int, device: torch.device) -> torch.Tensor:
+    """The envs' `action_mask` info as a bool tensor [num_envs, actions]; all legal when the env gives
+    none (gym ids)."""
     mask = infos.get("action_mask")
     if mask is None:  # gym envs: every action is legal
         return torch.ones(num_envs, actions, dtype=torch.bool, device=device)
@@ -408,7 +410,7 @@ def train(spec: ExperimentSpec, source_text: str, source_path: str | Path, out_d
         scaler = ppo.RewardScaler(num_envs, cfg.gamma) if cfg.norm_reward else None
         next_obs_np, infos = envs.reset(seed=seed)
         next_obs = _observations(next_obs_np, obs_dtype, dev)
-        next_mask = _action_mask(infos, num_envs, env_spec.actions, dev)
+        next_mask = action_mask(infos, num_envs, env_spec.actions, dev)
         last_done = torch.zeros(num_envs, dtype=torch.bool, device=dev)  # did the previous step end an episode?
 
         # Rollout storage, [T, N, ...] (layout: mdl.runtime.ppo's docstring).
@@ -461,7 +463,7 @@ def train(spec: ExperimentSpec, source_text: str, source_path: str | Path, out_d
                 stats.load_state(st["episode_stats"], running=False)
                 next_obs_np, infos = envs.reset(seed=seed + update)
                 next_obs = _observations(next_obs_np, obs_dtype, dev)
-                next_mask = _action_mask(infos, num_envs, env_spec.actions, dev)
+                next_mask = action_mask(infos, num_envs, env_spec.actions, dev)
             if scaler is not None and st.get("reward_scaler") is not None:
                 scaler.load_state(st["reward_scaler"])
             torch.set_rng_state(st["torch_rng"])
@@ -522,7 +524,7 @@ def train(spec: ExperimentSpec, source_text: str, source_path: str | Path, out_d
                         terms_buf[t] = torch.as_tensor(np.asarray(terminated, dtype=bool), device=dev)
                         truncs_buf[t] = torch.as_tensor(np.asarray(truncated, dtype=bool), device=dev)
                         next_obs = _observations(next_obs_np, obs_dtype, dev)
-                        next_mask = _action_mask(infos, num_envs, env_spec.actions, dev)
+                        next_mask = action_mask(infos, num_envs, env_spec.actions, dev)
                     step += T * num_envs
                     last_done = terms_buf[-1] | truncs_buf[-1]
 
@@ -631,38 +633,23 @@ def resume(run_dir: str | Path, budget_steps: int | None = None, budget_seconds:
     determinism come from its `config.json`, the design from its `.mdl` copy (a budget or device
     given here replaces the saved one). Raises TrainError (DesignMismatch for a design with errors
     or a changed architecture) for a run that cannot be resumed."""
-    from mdl.compiler.check import analyze
+    from mdl.runtime.evaluate import read_run_config, run_design  # evaluate imports this module
 
     run_dir = Path(run_dir)
     if not run_dir.is_dir():
         raise TrainError(f"cannot resume {run_dir}: no such run directory")
-    try:
-        config = json.loads((run_dir / "config.json").read_text(encoding="utf-8"))
-        source = run_dir / Path(config["source"]).name
-        name, seed = str(config["experiment"]), int(config["seed"])
-    except (OSError, ValueError, KeyError, TypeError) as exc:
-        raise TrainError(f"cannot resume {run_dir}: no readable config.json ({exc}); is it a run directory?") from None
+    config = read_run_config(run_dir)
     if not (run_dir / "checkpoints").is_dir() or load_latest_checkpoint(run_dir / "checkpoints") is None:
         raise TrainError(f"no loadable checkpoint in {run_dir / 'checkpoints'}; nothing to resume")
-    try:
-        text = source.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        raise TrainError(f"cannot resume {run_dir}: cannot read the design copy {source} ({exc})") from None
-    analysis = analyze(text, str(source))
-    if not analysis.ok:
-        first = next(d for d in analysis.diagnostics if d.is_error)
-        raise DesignMismatch(f"the design copy {source} has errors ({first.code}: {first.message}); "
-                             "cannot resume")
-    if name not in analysis.experiments:
-        raise DesignMismatch(f"the design copy {source} has no experiment `{name}`; cannot resume")
+    spec, text, source = run_design(run_dir, config)
     if budget_steps is None and budget_seconds is None:
         budget_steps, budget_seconds = config.get("budget_steps"), config.get("budget_seconds")
     if deterministic is None:
         deterministic = bool(config.get("deterministic", False))
-    return train(analysis.experiments[name], text, source, seed=seed, budget_steps=budget_steps,
+    return train(spec, text, source, seed=int(config["seed"]), budget_steps=budget_steps,
                  budget_seconds=budget_seconds, device=device or config.get("device"),
                  deterministic=deterministic, progress=progress, console=console, resume=run_dir)
 
 
-__all__ = ["DesignMismatch", "EpisodeStats", "TrainError", "make_envs", "package_versions", "resolve_device",
-           "resume", "train"]
+__all__ = ["DesignMismatch", "EpisodeStats", "TrainError", "action_mask", "make_envs", "package_versions",
+           "resolve_device", "resume", "train"]
