@@ -17,18 +17,21 @@ from mdl.runtime.ppo import (
     PPOConfig,
     RewardScaler,
     compute_gae,
+    entropy_of,
     explained_variance,
     global_grad_norm_clip,
     linear_lr,
+    log_prob_of,
     masked_logits,
     minibatch_indices,
     moe_aux_loss,
     moe_stats,
     normalize_advantages,
     orthogonal_init_,
-    policy_distribution,
+    policy_log_probs,
     ppo_loss,
     reset_steps,
+    sample_actions,
 )
 
 # ---------------------------------------------------------------------------------------------------
@@ -234,25 +237,35 @@ def test_reset_steps() -> None:
 # Masking
 
 
-def test_masked_logits_zero_probability_and_finite_entropy() -> None:
+def test_masked_policy_matches_torchs_categorical_with_zero_probability_for_illegal_actions() -> None:
     torch.manual_seed(0)
     logits = torch.randn(64, 4, requires_grad=True)
     mask = torch.rand(64, 4) < 0.5
     mask[:, 0] |= ~mask.any(dim=1)  # at least one legal action per row
-    dist = policy_distribution(logits, mask)
-    assert (dist.probs[~mask] == 0).all()
-    torch.testing.assert_close(dist.probs.sum(-1), torch.ones(64))
-    entropy = dist.entropy()
-    assert torch.isfinite(entropy).all()
-    # entropy over the legal actions only
+    log_probs = policy_log_probs(logits, mask)
+    probs = log_probs.exp()
+    assert (probs[~mask] == 0).all() and torch.isfinite(log_probs).all()
+    torch.testing.assert_close(probs.sum(-1), torch.ones(64))
+    # the reference: torch's Categorical over the legal actions only (-inf logits elsewhere)
+    reference = torch.distributions.Categorical(logits=torch.where(mask, logits, -math.inf))
+    torch.testing.assert_close(probs, reference.probs)
+    actions = sample_actions(log_probs)
+    assert mask[torch.arange(64), actions].all()
+    torch.testing.assert_close(log_prob_of(log_probs, actions), reference.log_prob(actions))
+    entropy = entropy_of(log_probs)
     legal = torch.where(mask, logits, -math.inf).log_softmax(-1)
-    expected = -(legal.exp() * torch.where(mask, legal, 0)).sum(-1)
-    torch.testing.assert_close(entropy, expected)
-    assert mask[torch.arange(64), dist.sample()].all()
+    torch.testing.assert_close(entropy, -(legal.exp() * torch.where(mask, legal, 0)).sum(-1))
     entropy.sum().backward()
     assert torch.isfinite(logits.grad).all() and (logits.grad[~mask] == 0).all()
-    single = policy_distribution(torch.zeros(1, 4), torch.tensor([[False, False, True, False]]))
-    assert single.entropy().item() == 0.0 and single.log_prob(torch.tensor([2])).item() == 0.0
+    single = policy_log_probs(torch.zeros(1, 4), torch.tensor([[False, False, True, False]]))
+    assert entropy_of(single).item() == 0.0 and log_prob_of(single, torch.tensor([2])).item() == 0.0
+
+
+def test_sampling_follows_the_policy() -> None:
+    torch.manual_seed(1)
+    log_probs = torch.tensor([[0.1, 0.2, 0.7, 0.0]]).log().expand(20_000, 4)
+    counts = torch.bincount(sample_actions(log_probs), minlength=4).float() / 20_000
+    torch.testing.assert_close(counts, torch.tensor([0.1, 0.2, 0.7, 0.0]), atol=0.015, rtol=0)
 
 
 def test_masked_logits_none_is_identity() -> None:

@@ -62,6 +62,7 @@ import numpy as np
 import torch
 
 from mdl.compiler.experiment import EnvSpec, ExperimentSpec
+from mdl.compiler.ops.moe import MoE
 from mdl.files import write_text_atomic
 from mdl.runtime import ppo
 from mdl.runtime.checkpoint import load_latest_checkpoint, save_checkpoint
@@ -400,7 +401,8 @@ def train(spec: ExperimentSpec, source_text: str, source_path: str | Path, out_d
         module = lower(spec.graph).to(dev)
         if cfg.orthogonal_init:
             ppo.orthogonal_init_(module)
-        optimizer = torch.optim.Adam(module.parameters(), lr=cfg.lr, eps=cfg.adam_eps)
+        has_moe = any(isinstance(m, MoE) for m in module.modules())  # else no balance loss to look up
+        optimizer = torch.optim.Adam(module.parameters(), lr=cfg.lr, eps=cfg.adam_eps, fused=True)
         obs_type = next(iter(spec.graph.input_types().values()))
         obs_dtype = torch.long if obs_type.dtype == "int" else torch.float32
         obs_shape = tuple(env_spec.observation.shape)
@@ -410,13 +412,14 @@ def train(spec: ExperimentSpec, source_text: str, source_path: str | Path, out_d
         scaler = ppo.RewardScaler(num_envs, cfg.gamma) if cfg.norm_reward else None
         next_obs_np, infos = envs.reset(seed=seed)
         next_obs = _observations(next_obs_np, obs_dtype, dev)
-        next_mask = action_mask(infos, num_envs, env_spec.actions, dev)
+        masked = "action_mask" in infos  # 2048 masks illegal moves; gym ids have no mask
+        next_mask = action_mask(infos, num_envs, env_spec.actions, dev) if masked else None
         last_done = torch.zeros(num_envs, dtype=torch.bool, device=dev)  # did the previous step end an episode?
 
         # Rollout storage, [T, N, ...] (layout: mdl.runtime.ppo's docstring).
         T = cfg.rollout
         obs_buf = torch.zeros((T, num_envs, *obs_shape), dtype=obs_dtype, device=dev)
-        mask_buf = torch.zeros((T, num_envs, env_spec.actions), dtype=torch.bool, device=dev)
+        mask_buf = torch.zeros((T, num_envs, env_spec.actions), dtype=torch.bool, device=dev) if masked else None
         actions_buf = torch.zeros((T, num_envs), dtype=torch.long, device=dev)
         logprobs_buf = torch.zeros((T, num_envs), device=dev)
         rewards_buf = torch.zeros((T, num_envs), device=dev)
@@ -434,7 +437,8 @@ def train(spec: ExperimentSpec, source_text: str, source_path: str | Path, out_d
                 "numpy_rng": _numpy_rng_state(), "python_rng": _python_rng_state(),
                 "episode_stats": stats.state(),
                 "reward_scaler": scaler.state() if scaler is not None else None,
-                "next_obs": next_obs.cpu(), "next_mask": next_mask.cpu(), "last_done": last_done.cpu(),
+                "next_obs": next_obs.cpu(), "next_mask": next_mask.cpu() if masked else None,
+                "last_done": last_done.cpu(),
             }
             if dev.type == "cuda":
                 state["cuda_rng"] = torch.cuda.get_rng_state(dev)
@@ -446,13 +450,13 @@ def train(spec: ExperimentSpec, source_text: str, source_path: str | Path, out_d
             save_checkpoint(checkpoint_dir, step, checkpoint_state(), spec.checkpoint_keep)
 
         update, step, status, message = 0, 0, "completed", None
-        start = time.perf_counter()
+        resumed_seconds = 0.0  # the wall time of the run before its checkpoint
         if resume_state is not None:
             st = resume_state
             module.load_state_dict(st["model"])
             optimizer.load_state_dict(st["optimizer"])
             update, step = int(st["update"]), int(st["step"])
-            start -= float(st.get("wall_seconds", 0.0))
+            resumed_seconds = float(st.get("wall_seconds", 0.0))
             if "env_state" in st and hasattr(envs, "set_state"):
                 envs.set_state(_env_state_from_plain(st["env_state"]))
                 stats.load_state(st["episode_stats"])
@@ -463,7 +467,7 @@ def train(spec: ExperimentSpec, source_text: str, source_path: str | Path, out_d
                 stats.load_state(st["episode_stats"], running=False)
                 next_obs_np, infos = envs.reset(seed=seed + update)
                 next_obs = _observations(next_obs_np, obs_dtype, dev)
-                next_mask = action_mask(infos, num_envs, env_spec.actions, dev)
+                next_mask = action_mask(infos, num_envs, env_spec.actions, dev) if masked else None
             if scaler is not None and st.get("reward_scaler") is not None:
                 scaler.load_state(st["reward_scaler"])
             torch.set_rng_state(st["torch_rng"])
@@ -482,6 +486,7 @@ def train(spec: ExperimentSpec, source_text: str, source_path: str | Path, out_d
                               "steps" if budget_steps is not None else "s")
         metrics = MetricsLog(run_dir, resume_update=update if resume_state is not None else None,
                              resume_step=step)
+        start = time.perf_counter() - resumed_seconds  # the clock runs from here: setup is not training
         try:
             with bar:
                 while True:
@@ -504,12 +509,14 @@ def train(spec: ExperimentSpec, source_text: str, source_path: str | Path, out_d
                     reset_row = first_done.cpu().numpy()  # is this step a reset step (per env)?
                     module.eval()
                     for t in range(T):
-                        obs_buf[t], mask_buf[t] = next_obs, next_mask
+                        obs_buf[t] = next_obs
+                        if masked:
+                            mask_buf[t] = next_mask
                         with torch.no_grad():
                             outputs = module(next_obs)
-                            dist = ppo.policy_distribution(outputs["policy"], next_mask)
-                            action = dist.sample()
-                            logprobs_buf[t] = dist.log_prob(action)
+                            log_probs = ppo.policy_log_probs(outputs["policy"], next_mask)
+                            action = ppo.sample_actions(log_probs)
+                            logprobs_buf[t] = ppo.log_prob_of(log_probs, action)
                             values_buf[t] = _value(outputs)
                         actions_buf[t] = action
                         next_obs_np, reward, terminated, truncated, infos = envs.step(action.cpu().numpy())
@@ -524,7 +531,8 @@ def train(spec: ExperimentSpec, source_text: str, source_path: str | Path, out_d
                         terms_buf[t] = torch.as_tensor(np.asarray(terminated, dtype=bool), device=dev)
                         truncs_buf[t] = torch.as_tensor(np.asarray(truncated, dtype=bool), device=dev)
                         next_obs = _observations(next_obs_np, obs_dtype, dev)
-                        next_mask = action_mask(infos, num_envs, env_spec.actions, dev)
+                        if masked:
+                            next_mask = action_mask(infos, num_envs, env_spec.actions, dev)
                     step += T * num_envs
                     last_done = terms_buf[-1] | truncs_buf[-1]
 
@@ -537,7 +545,7 @@ def train(spec: ExperimentSpec, source_text: str, source_path: str | Path, out_d
                         cfg.gamma, cfg.gae_lambda, starts=starts)
 
                     b_obs = obs_buf.reshape(batch_size, *obs_shape)
-                    b_mask = mask_buf.reshape(batch_size, -1)
+                    b_mask = mask_buf.reshape(batch_size, -1) if masked else None
                     b_actions, b_logprobs = actions_buf.reshape(-1), logprobs_buf.reshape(-1)
                     b_advantages, b_returns = advantages.reshape(-1), returns.reshape(-1)
                     b_values, b_valid = values_buf.reshape(-1), ~starts.reshape(-1)
@@ -549,12 +557,13 @@ def train(spec: ExperimentSpec, source_text: str, source_path: str | Path, out_d
                     for _epoch in range(cfg.epochs):
                         for idx in ppo.minibatch_indices(batch_size, cfg.minibatches, shuffle, device=dev):
                             outputs = module(b_obs[idx])
-                            dist = ppo.policy_distribution(outputs["policy"], b_mask[idx])
+                            log_probs = ppo.policy_log_probs(outputs["policy"],
+                                                             b_mask[idx] if masked else None)
                             result = ppo.ppo_loss(
-                                dist.log_prob(b_actions[idx]), b_logprobs[idx], b_advantages[idx],
-                                _value(outputs), b_values[idx], b_returns[idx], dist.entropy(), cfg.clip,
+                                ppo.log_prob_of(log_probs, b_actions[idx]), b_logprobs[idx], b_advantages[idx],
+                                _value(outputs), b_values[idx], b_returns[idx], ppo.entropy_of(log_probs), cfg.clip,
                                 cfg.vf_coef, cfg.ent_coef, cfg.clip_vloss, cfg.norm_adv,
-                                aux_loss=ppo.moe_aux_loss(module), mask=b_valid[idx])
+                                aux_loss=ppo.moe_aux_loss(module) if has_moe else 0.0, mask=b_valid[idx])
                             if not torch.isfinite(result.loss):
                                 raise FloatingPointError(
                                     f"the loss became {float(result.loss.detach())} at step {step} (update {update + 1})")
