@@ -8,6 +8,9 @@ imports torch (the front end answers in milliseconds):
 - `mdl.compile_source(text, model=None)` / `mdl.compile_file(path, model=None)` -> CompiledModel
 - `mdl.format_source(text)` -> canonically formatted text
 - `mdl.parse(text, path=None)` -> (Module, diagnostics)
+- `mdl.export(source, format, out=None, model=None, moe="fused", seed=0)` -> report (a `.mdl` design, a
+  run directory, a training checkpoint or an exported `.pt`, written as pt, json, py or onnx and verified)
+- `mdl.load(path, device="cpu")` -> CompiledModel with its weights (an exported `.pt`, a run, a checkpoint)
 """
 
 from __future__ import annotations
@@ -28,6 +31,8 @@ _API = {
     "Severity": "mdl.compiler.diagnostics",
     "format_source": "mdl.dsl.format",
     "parse": "mdl.dsl.parser",
+    "export": "mdl.runtime.export",
+    "load": "mdl.runtime.export",
 }
 
 __all__ = sorted(_API)
