@@ -388,6 +388,102 @@ def _print_eval(out: Console, result: dict) -> None:
               soft_wrap=True)
 
 
+def cmd_export(args: argparse.Namespace, out: Console, err: Console) -> int:
+    """Export a design, run, checkpoint or exported .pt and verify the file. Exit 0 when written and
+    verified, 1 for a design with errors or a changed architecture, 2 for a usage error (no such
+    source, --model that is not there), 3 when a file does not load or the export does not verify."""
+    from rich.markup import escape
+
+    from mdl.compiler.diagnostics import CompileError
+    from mdl.compiler.render import print_diagnostics
+    from mdl.runtime.export import ExportError, VerificationFailed, export
+
+    try:
+        report = export(args.source, args.format, out=args.output, model=args.model, moe=args.moe, seed=args.seed)
+    except CompileError as exc:
+        sources = _Sources()
+        if args.json:
+            print(json.dumps({"errors": [d.to_json() for d in exc.diagnostics]}, indent=2))
+        else:
+            print_diagnostics(err, exc.diagnostics, sources)
+        return EXIT_ERRORS
+    except ExportError as exc:
+        report = getattr(exc, "report", None)
+        if isinstance(exc, VerificationFailed) and report is not None:
+            if args.json:
+                print(json.dumps(report, indent=2))
+            else:
+                _print_export(out, report)
+        err.print(f"[bold red]error[/]: {escape(str(exc))}", highlight=False, soft_wrap=True)
+        return exc.exit_code
+    if args.json:
+        print(json.dumps(report, indent=2))
+    else:
+        _print_export(out, report)
+    return EXIT_OK
+
+
+def _print_export(out: Console, report: dict) -> None:
+    from rich.markup import escape
+
+    verdict = "[bold green]verified[/]" if report["verification"]["ok"] else "[bold red]NOT verified[/]"
+    out.print(f"wrote {escape(report['path'])} ({report['format']}, {_fmt_bytes(report['bytes'])}): {verdict}",
+              highlight=False, soft_wrap=True)
+    training = report.get("training")
+    where = (f"experiment {training['experiment']}, seed {training['seed']}, step {training['step']:,}"
+             if training else f"from {report['source_kind']} {report['source']}")
+    out.print(f"model {escape(report['model'])}  params {report['params']:,}  "
+              f"architecture {report['architecture_hash'][:16]}  {escape(where)}", highlight=False, soft_wrap=True)
+    table = Table(box=None, header_style="bold")
+    table.add_column("check")
+    table.add_column("", justify="center")
+    table.add_column("detail")
+    for check in report["verification"]["checks"]:
+        table.add_row(escape(check["check"]), "[green]ok[/]" if check["ok"] else "[bold red]FAIL[/]",
+                      escape(check["detail"]))
+    out.print(table)
+
+
+def cmd_decompile(args: argparse.Namespace, out: Console, err: Console) -> int:
+    """Turn the architecture a checkpoint, run or export carries back into a formatted `.mdl` design, and
+    check it compiles to the same architecture hash. Exit 0 when it does, 2 for a usage error, 3 when
+    the file does not load or the design does not round-trip (it is still written, for inspection)."""
+    from rich.markup import escape
+
+    from mdl.runtime.export import ExportError, decompile_file
+
+    try:
+        text, report = decompile_file(args.path, name=args.name, out=args.output)
+    except ImportError as exc:
+        err.print(f"[bold red]error[/]: decompiling is not available here ({escape(str(exc))})", highlight=False)
+        return EXIT_RUNTIME
+    except ExportError as exc:
+        err.print(f"[bold red]error[/]: {escape(str(exc))}", highlight=False, soft_wrap=True)
+        return exc.exit_code
+    if args.output is None:
+        sys.stdout.write(text)
+        sys.stdout.flush()
+    else:
+        try:
+            write_text_atomic(Path(args.output), text)
+        except OSError as exc:
+            err.print(f"[bold red]error[/]: cannot write {escape(args.output)}: {escape(exc.strerror or str(exc))}",
+                      highlight=False, soft_wrap=True)
+            return EXIT_USAGE
+    say = err if args.output is None else out  # stdout holds only the design when it is printed
+    if args.output is not None:
+        say.print(f"wrote {escape(args.output)} (model {escape(str(report['model']))})", highlight=False,
+                  soft_wrap=True)
+    if report["hash_matches"]:
+        say.print(f"architecture hash round-trips: {report['expected_hash'][:16]}", highlight=False)
+        return EXIT_OK
+    problem = ("; ".join(report["errors"]) if report["errors"] else
+               f"it compiles to {str(report['architecture_hash'])[:16]}, not {report['expected_hash'][:16]}")
+    err.print(f"[bold red]error[/]: the decompiled design does not round-trip ({escape(problem)}); "
+              "this is a bug in mdl, please report it", highlight=False, soft_wrap=True)
+    return EXIT_RUNTIME
+
+
 def parse_budget(text: str) -> tuple[int | None, float | None] | None:
     """`10k steps` -> (10000, None); `30 s`, `2 min`, `1.5 h` -> (None, seconds); None if unreadable."""
     import re
@@ -458,6 +554,26 @@ def build_parser() -> argparse.ArgumentParser:
                    help="seconds between moves with --render (default 0.05)")
     p.add_argument("--json", action="store_true", help="print the statistics as JSON")
     p.set_defaults(run=cmd_eval)
+
+    p = sub.add_parser("export", help="export a design, run or checkpoint as onnx, pt, py or json, and verify it")
+    p.add_argument("source", metavar="SOURCE",
+                   help="a .mdl design (fresh weights), a run directory, a training checkpoint or an exported .pt")
+    p.add_argument("--format", required=True, choices=("onnx", "pt", "py", "json"), help="what to write")
+    p.add_argument("-o", "--output", metavar="PATH",
+                   help="where (default: <run>/export/<model>.<ext>, or <model>.<ext> next to the design)")
+    p.add_argument("--model", metavar="NAME", help="the model of a .mdl design (default: its only model)")
+    p.add_argument("--moe", choices=("fused", "portable"), default="fused",
+                   help="ONNX MoE nodes: com.microsoft.MoE (fused, default) or standard ops only (portable)")
+    p.add_argument("--seed", type=int, default=0, help="seed of a design's fresh weights (default 0)")
+    p.add_argument("--json", action="store_true", help="print the report as JSON")
+    p.set_defaults(run=cmd_export)
+
+    p = sub.add_parser("decompile", help="turn a checkpoint's architecture back into a formatted .mdl design")
+    p.add_argument("path", metavar="CHECKPOINT",
+                   help="an exported .pt or .json, a run directory or a training checkpoint")
+    p.add_argument("-o", "--output", metavar="DESIGN.mdl", help="write the design here (default: print it)")
+    p.add_argument("--name", metavar="NAME", help="the model's name in the design (default: the original's)")
+    p.set_defaults(run=cmd_decompile)
     return parser
 
 

@@ -329,13 +329,11 @@ def export(source: str | Path, format: str, out: str | Path | None = None, model
         raise SourceNotFound(f"unknown format {format!r}; choose one of {', '.join(FORMATS)}")
     if moe not in MOE_MODES:
         raise SourceNotFound(f"unknown MoE mode {moe!r}; choose fused or portable")
+    if out is not None:
+        _check_target(Path(out), Path(source))
     src = _resolve(source, model, seed)
     path = Path(out) if out is not None else src.default_base.with_name(src.default_base.name + "." + format)
-    if path.exists() and path.is_dir():
-        raise SourceNotFound(f"{path} is a directory; give the file to write with -o")
-    with contextlib.suppress(OSError):
-        if path.resolve() == Path(source).resolve():
-            raise SourceNotFound(f"exporting {source} would overwrite it; give another path with -o")
+    _check_target(path, Path(source))
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
@@ -365,6 +363,14 @@ def export(source: str | Path, format: str, out: str | Path | None = None, model
         error.report = report  # type: ignore[attr-defined]
         raise error
     return report
+
+
+def _check_target(path: Path, source: Path) -> None:
+    if path.is_dir():
+        raise SourceNotFound(f"{path} is a directory; give the file to write with -o")
+    with contextlib.suppress(OSError):
+        if path.resolve() == source.resolve():
+            raise SourceNotFound(f"exporting {source} would overwrite it; give another path with -o")
 
 
 def _check(name: str, ok: bool, detail: str) -> dict[str, Any]:
@@ -536,21 +542,39 @@ def _export_py(src: _Source, path: Path, moe: str) -> tuple[list, dict]:
 
 
 def _export_onnx(src: _Source, path: Path, moe: str) -> tuple[list, dict]:
+    import os
+
     try:
         from mdl.runtime import export_onnx as onnx_export
     except ImportError as exc:
         raise ExportError(f"ONNX export is not available here ({exc})") from None
     compiled = src.compiled
     module = compiled.module.eval()
+    # Written under a temporary name in the same folder, then renamed: never a half-written .onnx.
+    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.tmp")
     try:
-        written = onnx_export.export_onnx(module, compiled.ir, path, moe=moe)
-        result = onnx_export.verify_onnx(path, module, compiled.ir)
+        written = onnx_export.export_onnx(module, compiled.ir, tmp, moe=moe)
+        result = onnx_export.verify_onnx(tmp, module, compiled.ir)
+        os.replace(tmp, path)
     except onnx_export.ExportError as exc:
-        raise ExportError(str(exc)) from None
-    errors = {k: v for k, v in result.items() if k not in ("ok", "moe_nodes", "bytes", "path")}
-    checks = [_check("onnxruntime matches torch", bool(result.get("ok")),
-                     "; ".join(f"{k}: {_short(v)}" for k, v in errors.items()) or "compared")]
-    extra = {"onnx": _plain(result), "export": _plain(written or {})}
+        raise ExportError(str(exc).replace(str(tmp), str(path))) from None
+    finally:
+        tmp.unlink(missing_ok=True)
+    errors = result.get("max_abs_error") or {}
+    worst = max((e for per in errors.values() for e in per.values()), default=0.0)
+    batches = ", ".join(str(b) for b in errors)
+    problems = [str(p).replace(str(tmp), str(path)) for p in result.get("problems") or []]
+    checks = [
+        _check("onnx.checker (full)", bool(result.get("checked")), "valid" if result.get("checked") else
+               next((p for p in problems if p.startswith("check_model")), "failed")),
+        _check("onnxruntime matches torch", bool(result.get("ok")) or not result.get("checked"),
+               f"batches {batches}, max |diff| {worst:.2g} (atol {result.get('atol')})"
+               + (f"; {problems[0]}" if problems and result.get("checked") else "")),
+        _check("MoE nodes", True, ", ".join(f"{k}: {v}" for k, v in (written.get("moe_nodes") or {}).items())
+               + (f"; {len(written['fallbacks'])} portable fallback(s)" if written.get("fallbacks") else "")),
+    ]
+    extra = {"onnx": _plain({**result, "problems": problems}),
+             "export": _plain({k: v for k, v in written.items() if k != "path"})}
     return checks, extra
 
 
@@ -622,6 +646,7 @@ def read_export(path: str | Path) -> dict[str, Any]:
             raise CarriesCode(f"{path} carries pickled code and is refused (nothing in it was run): {what}; "
                               "an mdl export holds only tensors and plain data") from None
         first = message.splitlines()[0] if message else type(exc).__name__
+        first = first.split(". ")[0]
         if "Weights only load failed" in message:
             first = next((line.strip() for line in message.splitlines()
                           if line.strip() and "Weights only" not in line and "file an issue" not in line
@@ -647,16 +672,22 @@ def _refuse_non_zip(path: Path, head: bytes) -> None:
     not a .pt file. The opcodes are only listed (pickletools), never run."""
     if head[:1] == b"\x80":  # a pickle protocol header
         code_ops = {"GLOBAL", "STACK_GLOBAL", "INST", "OBJ", "REDUCE", "NEWOBJ", "NEWOBJ_EX", "BUILD"}
-        names = []
+        names: list[str] = []
+        strings: list[str] = []  # the last strings pushed: STACK_GLOBAL's module and name
         try:
             with path.open("rb") as f:
                 for op, arg, _ in pickletools.genops(f):
-                    if op.name in code_ops:
-                        names.append(op.name if arg is None else f"{op.name} {arg}")
+                    if isinstance(arg, str):
+                        strings = [*strings[-1:], arg]
+                    if op.name == "STACK_GLOBAL" and len(strings) == 2:
+                        names.append(f"{strings[0]}.{strings[1]}")
+                    elif op.name in code_ops:
+                        names.append(op.name if arg is None else f"{op.name} {arg}".replace(" ", ".", 1)
+                                     if op.name == "GLOBAL" else op.name)
                     if op.name == "STOP":
                         break
-        except Exception:  # a broken pickle: corrupt, as below
-            names = names or []
+        except Exception:  # a broken pickle (genops only parses): corrupt, as below
+            pass
         if names:
             raise CarriesCode(f"{path} is a pickle that carries code ({', '.join(names[:3])}) and is refused "
                               "(nothing in it was run); an mdl export is a torch.save zip of tensors and plain data")
