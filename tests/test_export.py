@@ -186,8 +186,8 @@ def test_a_run_exports_with_its_training_metadata(run_dir: Path, capsys) -> None
 
 def test_one_checkpoint_exports_to_every_format(run_dir: Path, capsys) -> None:
     checkpoint = run_dir / "checkpoints" / "step_000000000128.pt"
-    for fmt in ("json", "py"):
-        code, out, _ = cli(capsys, "export", str(checkpoint), "--format", fmt, "--json")
+    for fmt in ("json", "py", "onnx"):
+        code, out, _ = cli(capsys, "export", str(checkpoint), "--format", fmt, "--json", "--moe", "portable")
         assert code == 0
         report = json.loads(out)
         assert report["path"] == str(run_dir / "export" / f"Tiny.step_128.{fmt}")

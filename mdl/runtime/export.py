@@ -693,8 +693,8 @@ def _refuse_non_zip(path: Path, head: bytes) -> None:
                               "(nothing in it was run); an mdl export is a torch.save zip of tensors and plain data")
     if not head:
         raise LoadError(f"{path} is empty")
-    raise LoadError(f"{path} is not an mdl export: not a zip archive as torch.save writes (corrupt or another kind "
-                    "of file)")
+    raise LoadError(f"{path} is not an mdl export: not a zip archive as torch.save writes (corrupt, or another kind "
+                    "of file; export takes a .mdl design, a run directory, a training checkpoint or an exported .pt)")
 
 
 def _load_export(path: Path, device: str = "cpu") -> tuple[Any, dict[str, Any]]:
