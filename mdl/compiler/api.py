@@ -92,11 +92,16 @@ class CompiledModel:
 
 
 def architecture_hash(graph: Graph) -> str:
+    return ir_architecture_hash(graph.to_json())
+
+
+def ir_architecture_hash(ir: dict) -> str:
+    """The architecture hash of an IR in its JSON form (`Graph.to_json()`, as exports carry it)."""
     canonical = {
-        "inputs": list(graph.inputs.items()),
-        "outputs": list(graph.outputs.items()),
-        "nodes": [[n.name, n.op, list(n.inputs), sorted((k, _plain(v)) for k, v in n.attrs.items()),
-                   n.type.dtype, [str(d) for d in n.type.shape]] for n in graph.nodes],
+        "inputs": [[k, v] for k, v in ir["inputs"].items()],
+        "outputs": [[k, v] for k, v in ir["outputs"].items()],
+        "nodes": [[n["name"], n["op"], list(n["inputs"]), sorted((k, _plain(v)) for k, v in n["attrs"].items()),
+                   n["dtype"], [str(d) for d in n["shape"]]] for n in ir["nodes"]],
     }
     text = json.dumps(canonical, separators=(",", ":"), sort_keys=True)
     return hashlib.sha256(text.encode()).hexdigest()

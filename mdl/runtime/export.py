@@ -174,18 +174,9 @@ def ir_document(compiled, source_name: str | None = None) -> dict[str, Any]:
 
 def ir_json_hash(ir: dict[str, Any]) -> str:
     """The architecture hash computed from an IR in its JSON form (equal to `architecture_hash(graph)`)."""
-    import hashlib
+    from mdl.compiler.api import ir_architecture_hash
 
-    from mdl.compiler.api import _plain
-
-    canonical = {
-        "inputs": [[k, v] for k, v in ir["inputs"].items()],
-        "outputs": [[k, v] for k, v in ir["outputs"].items()],
-        "nodes": [[n["name"], n["op"], list(n["inputs"]), sorted((k, _plain(v)) for k, v in n["attrs"].items()),
-                   n["dtype"], [str(d) for d in n["shape"]]] for n in ir["nodes"]],
-    }
-    text = json.dumps(canonical, separators=(",", ":"), sort_keys=True)
-    return hashlib.sha256(text.encode()).hexdigest()
+    return ir_architecture_hash(ir)
 
 
 # ---------------------------------------------------------------------------------------- sources
