@@ -547,10 +547,11 @@ def _export_onnx(src: _Source, path: Path, moe: str) -> tuple[list, dict]:
         written = onnx_export.export_onnx(module, compiled.ir, tmp, moe=moe)
         result = onnx_export.verify_onnx(tmp, module, compiled.ir)
         os.replace(tmp, path)
-    except onnx_export.ExportError as exc:
-        raise ExportError(str(exc).replace(str(tmp), str(path))) from None
+    except ExportError as exc:
+        raise type(exc)(str(exc).replace(str(tmp), str(path))) from None
     finally:
         tmp.unlink(missing_ok=True)
+    expected_moe = sum(1 for node in compiled.ir.nodes if node.op == "moe")
     errors = result.get("max_abs_error") or {}
     worst = max((e for per in errors.values() for e in per.values()), default=0.0)
     batches = ", ".join(str(b) for b in errors)
@@ -561,7 +562,9 @@ def _export_onnx(src: _Source, path: Path, moe: str) -> tuple[list, dict]:
         _check("onnxruntime matches torch", bool(result.get("ok")) or not result.get("checked"),
                f"batches {batches}, max |diff| {worst:.2g} (atol {result.get('atol')})"
                + (f"; {problems[0]}" if problems and result.get("checked") else "")),
-        _check("MoE nodes", True, ", ".join(f"{k}: {v}" for k, v in (written.get("moe_nodes") or {}).items())
+        _check("one node per moe", sum((written.get("moe_nodes") or {}).values()) == expected_moe,
+               f"{expected_moe} moe in the design; "
+               + ", ".join(f"{k}: {v}" for k, v in (written.get("moe_nodes") or {}).items())
                + (f"; {len(written['fallbacks'])} portable fallback(s)" if written.get("fallbacks") else "")),
     ]
     extra = {"onnx": _plain({**result, "problems": problems}),

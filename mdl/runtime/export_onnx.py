@@ -4,9 +4,12 @@
 module with a `custom_translation_table` for `mdl::moe` (mdl.compiler.ops.moe_onnx):
 
 - `moe="fused"` (default): each `moe` is one `com.microsoft.MoE` node (onnxruntime's contrib op; the
-  router stays a MatMul). Its activations are relu, silu and a tanh-approximate gelu, so a `moe` with
-  act gelu (exact erf in mdl), tanh or sigmoid, or with top_k=1 (onnxruntime's k=1 path disagrees
-  with torch), becomes the portable node instead, listed in the result's `fallbacks`; `approximate_gelu=True` accepts the approximate GELU (up to ~4e-4 off).
+  router stays a MatMul). Its activations are relu, silu and gelu in the tanh form only, so a `moe`
+  with act gelu (mdl's is the exact erf form), tanh or sigmoid, or with top_k=1 (onnxruntime's k=1 path
+  disagrees with torch), becomes the portable node instead, listed in the result's `fallbacks`.
+  `approximate_gelu=True` accepts the tanh GELU: ~4e-5 off on LANGUAGE.md's example at batch 64, but
+  a near-tied router downstream can then pick another expert (6e-3 off on some of 10^4 boards), so
+  it is not the default.
 - `moe="portable"`: each `moe` is one node in the `mdl` domain whose model-local function uses only
   standard ONNX ops, so any ONNX runtime runs it.
 
@@ -30,13 +33,10 @@ import numpy as np
 
 from mdl.compiler.ir import Graph
 from mdl.compiler.ops import moe_onnx
+from mdl.runtime.export import ExportError  # one error type for every export
 
 MOE_MODES = ("fused", "portable")
 MAX_BYTES = 2**31 - 1  # protobuf's limit for one file
-
-
-class ExportError(Exception):
-    """An export or its verification could not be done; the message says why (no traceback needed)."""
 
 
 def export_onnx(module, graph: Graph, path: str | Path, moe: str = "fused", *,
