@@ -20,11 +20,11 @@ import tempfile
 import time
 from pathlib import Path
 
-import numpy as np
 import torch
 
 from mdl.compiler.api import compile_file
-from mdl.runtime.export_onnx import _random_inputs, _sizes, export_onnx, verify_onnx
+from mdl.compiler.lower import example_inputs, example_sizes
+from mdl.runtime.export_onnx import export_onnx, verify_onnx
 
 ROOT = Path(__file__).resolve().parent.parent
 DESIGNS = ["examples/moe_2048.mdl", "examples/cartpole_mlp.mdl"]
@@ -72,9 +72,9 @@ def main() -> int:
                 counts = result["moe_nodes"]
                 label = mode + (" (tanh gelu)" if approx else "")
                 for batch in (1, 64):
-                    inputs = _random_inputs(compiled.ir, _sizes(compiled.ir, batch), np.random.default_rng(batch))
-                    feeds = dict(zip(compiled.ir.inputs, inputs, strict=True))
-                    tensors = [torch.from_numpy(a) for a in inputs]
+                    tensors = example_inputs(compiled.ir, example_sizes(compiled.ir, batch),
+                                             torch.Generator().manual_seed(batch))
+                    feeds = {name: t.numpy() for name, t in zip(compiled.ir.inputs, tensors, strict=True)}
 
                     def run_torch(tensors=tensors, module=module):
                         with torch.inference_mode():

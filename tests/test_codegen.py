@@ -32,6 +32,7 @@ from mdl.cli import main
 from mdl.compiler.api import CompiledModel, compile_file, compile_source
 from mdl.compiler.codegen import class_name, standalone_source
 from mdl.compiler.diagnostics import CompileError
+from mdl.compiler.lower import example_inputs, example_sizes
 from mdl.compiler.primitives import PRIMITIVES
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -114,25 +115,6 @@ def load_generated(path: Path) -> ModuleType:
     return module
 
 
-def random_inputs(compiled: CompiledModel, batch: int, seed: int) -> list[torch.Tensor]:
-    """Inputs of the IR's shapes: B = `batch`, other symbolic dims 3, 5, ...; ints below every vocab."""
-    generator = torch.Generator().manual_seed(seed)
-    graph = compiled.ir
-    high = min([16, *(n.attrs["vocab"] for n in graph.nodes if n.op == "embedding")])
-    sizes = {"B": batch}
-    out = []
-    for t in graph.input_types().values():
-        for d in t.shape:
-            if isinstance(d, str) and d not in sizes:
-                sizes[d] = 1 + 2 * len(sizes)
-        shape = [d if isinstance(d, int) else sizes[d] for d in t.shape]
-        if t.dtype == "int":
-            out.append(torch.randint(0, high, shape, generator=generator))
-        else:
-            out.append(torch.randn(shape, generator=generator))
-    return out
-
-
 def standalone_model(compiled: CompiledModel, folder: Path, source: str | None = None) -> torch.nn.Module:
     path = folder / f"{compiled.name.lower()}_standalone.py"
     path.write_text(standalone_source(compiled.ir, "design.mdl") if source is None else source, encoding="utf-8")
@@ -145,7 +127,8 @@ def assert_same_outputs(reference: torch.nn.Module, model: torch.nn.Module, comp
         reference.train(training)
         model.train(training)
         for batch in BATCHES:
-            inputs = random_inputs(compiled, batch, seed=batch)
+            inputs = example_inputs(compiled.ir, example_sizes(compiled.ir, batch),
+                                    torch.Generator().manual_seed(batch))
             torch.manual_seed(batch)
             want = reference(*inputs)
             torch.manual_seed(batch)

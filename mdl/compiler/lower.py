@@ -165,25 +165,44 @@ def _class_name(model: str) -> str:
 _EXAMPLE_SIZES = (3, 5, 7, 11, 13, 17, 19, 23)  # distinct, >= 2 so no symbolic dim is specialised
 
 
-def example_sizes(graph: Graph) -> dict[str, int]:
-    """A concrete size for each symbolic input dim, distinct per symbol."""
+def example_sizes(graph: Graph, batch: int | None = None) -> dict[str, int]:
+    """A concrete size for each symbolic input dim, distinct per symbol (`batch` for B when given)."""
     sizes: dict[str, int] = {}
     for t in graph.input_types().values():
         for d in t.shape:
             if isinstance(d, str) and d not in sizes:
                 sizes[d] = _EXAMPLE_SIZES[len(sizes) % len(_EXAMPLE_SIZES)] + 24 * (len(sizes) // len(_EXAMPLE_SIZES))
+    if batch is not None:
+        sizes["B"] = batch
     return sizes
+
+
+def input_vocab(graph: Graph, name: str) -> int:
+    """The vocabulary of the first embedding that reads int input `name` (through int-valued ops such as
+    flatten), else 16 (2048's exponents): valid random indices are below it."""
+    frontier, seen = [graph.inputs[name]], set()
+    while frontier:
+        current = frontier.pop(0)
+        for node in graph.nodes:
+            if current in node.inputs and node.id not in seen:
+                seen.add(node.id)
+                if node.op == "embedding":
+                    return int(node.attrs["vocab"])
+                if node.type.dtype == "int":
+                    frontier.append(node.id)
+    return 16
 
 
 def example_inputs(graph: Graph, sizes: dict[str, int] | None = None, generator: torch.Generator | None = None,
                    ) -> list[torch.Tensor]:
-    """Random inputs of the IR's shapes (ints in [0, 16), the 2048 exponents), in declaration order."""
+    """Random inputs of the IR's shapes, in declaration order: floats standard normal, ints uniform below
+    the vocabulary of the embedding that reads them (`input_vocab`)."""
     sizes = sizes or example_sizes(graph)
     out = []
-    for t in graph.input_types().values():
+    for name, t in graph.input_types().items():
         shape = [d if isinstance(d, int) else sizes[d] for d in t.shape]
         if t.dtype == "int":
-            out.append(torch.randint(0, 16, shape, generator=generator))
+            out.append(torch.randint(0, input_vocab(graph, name), shape, generator=generator))
         else:
             out.append(torch.randn(shape, generator=generator))
     return out

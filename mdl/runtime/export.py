@@ -369,24 +369,12 @@ def _check(name: str, ok: bool, detail: str) -> dict[str, Any]:
 
 
 def verify_inputs(graph, batch: int = VERIFY_BATCH, seed: int = 0) -> list:
-    """Random inputs of the IR's shapes (B = `batch`, other symbolic dims 3, 5, ...; int inputs below
-    every embedding's vocabulary and 16, the 2048 exponents)."""
+    """The random inputs every verification feeds both sides (`lower.example_inputs`, seeded)."""
     import torch
 
-    generator = torch.Generator().manual_seed(seed)
-    high = min([16, *(int(n.attrs["vocab"]) for n in graph.nodes if n.op == "embedding")])
-    sizes: dict[str, int] = {"B": batch}
-    out = []
-    for t in graph.input_types().values():
-        for d in t.shape:
-            if isinstance(d, str) and d not in sizes:
-                sizes[d] = 1 + 2 * len(sizes)
-        shape = [d if isinstance(d, int) else sizes[d] for d in t.shape]
-        if t.dtype == "int":
-            out.append(torch.randint(0, high, shape, generator=generator))
-        else:
-            out.append(torch.randn(shape, generator=generator))
-    return out
+    from mdl.compiler.lower import example_inputs, example_sizes
+
+    return example_inputs(graph, example_sizes(graph, batch), torch.Generator().manual_seed(seed))
 
 
 def _compare_outputs(reference, other, graph, label: str) -> dict[str, Any]:

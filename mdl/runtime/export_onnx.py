@@ -68,7 +68,7 @@ def export_onnx(module, graph: Graph, path: str | Path, moe: str = "fused", *,
 
     fused, portable = moe_onnx.make_translations(approximate_gelu)
     table = {torch.ops.mdl.moe.default: fused if moe == "fused" else portable} if moe_nodes else {}
-    args = tuple(_random_inputs(graph, _sizes(graph, batch=3), np.random.default_rng(0), torch=True))
+    args = tuple(_random_inputs(graph, 3, torch.Generator().manual_seed(0)))
     dims: dict[str, Any] = {}
     dynamic_shapes = tuple(
         {axis: dims.setdefault(d, torch.export.Dim(d)) for axis, d in enumerate(t.shape) if isinstance(d, str)}
@@ -142,16 +142,17 @@ def verify_onnx(path: str | Path, module, graph: Graph, batches: tuple[int, ...]
     except Exception as exc:
         raise ExportError(f"onnxruntime cannot load {path}: {_summary(exc)}") from None
 
-    rng = np.random.default_rng(seed)
+    generator = torch.Generator().manual_seed(seed)
     errors: dict[int, dict[str, float]] = {}
     was_training = module.training
     module.eval()
     try:
         for batch in batches:
-            inputs = _random_inputs(graph, _sizes(graph, batch), rng)
+            inputs = _random_inputs(graph, batch, generator)
             with torch.no_grad():
-                expected = module(*(torch.from_numpy(a) for a in inputs))
-            got = session.run(list(graph.outputs), dict(zip(graph.inputs, inputs, strict=True)))
+                expected = module(*inputs)
+            feeds = {name: x.numpy() for name, x in zip(graph.inputs, inputs, strict=True)}
+            got = session.run(list(graph.outputs), feeds)
             errors[batch] = {}
             for name, value in zip(graph.outputs, got, strict=True):
                 want = expected[name].numpy()
@@ -234,44 +235,11 @@ def _moe_counts(model) -> dict[str, int]:
     return {"com.microsoft.MoE": kinds["com.microsoft.MoE"], "mdl": kinds["mdl"]}
 
 
-def _sizes(graph: Graph, batch: int) -> dict[str, int]:
-    """Sizes for the symbolic dims: `batch` for B, the lowering's example sizes for the others."""
-    from mdl.compiler.lower import example_sizes
+def _random_inputs(graph: Graph, batch: int, generator) -> list:
+    """`lower.example_inputs` at batch size `batch`."""
+    from mdl.compiler.lower import example_inputs, example_sizes
 
-    sizes = example_sizes(graph)
-    sizes["B"] = batch
-    return sizes
-
-
-def _vocab(graph: Graph, input_id: int) -> int:
-    """The vocabulary of the first embedding that reads the input (through shape-only ops), else 16."""
-    frontier, seen = [input_id], set()
-    while frontier:
-        current = frontier.pop(0)
-        for node in graph.nodes:
-            if current in node.inputs and node.id not in seen:
-                seen.add(node.id)
-                if node.op == "embedding":
-                    return int(node.attrs["vocab"])
-                if node.type.dtype == "int":
-                    frontier.append(node.id)
-    return 16
-
-
-def _random_inputs(graph: Graph, sizes: dict[str, int], rng: np.random.Generator, torch: bool = False) -> list:
-    out = []
-    for name, t in graph.input_types().items():
-        shape = [d if isinstance(d, int) else sizes[d] for d in t.shape]
-        if t.dtype == "int":
-            value = rng.integers(0, _vocab(graph, graph.inputs[name]), size=shape, dtype=np.int64)
-        else:
-            value = rng.standard_normal(shape).astype(np.float32)
-        if torch:
-            import torch as _torch
-
-            value = _torch.from_numpy(value)
-        out.append(value)
-    return out
+    return example_inputs(graph, example_sizes(graph, batch), generator)
 
 
 @contextlib.contextmanager
