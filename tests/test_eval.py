@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from designs import TINY_2048
 from rich.console import Console
 
 from mdl.cli import main
@@ -18,24 +19,6 @@ from mdl.compiler.check import analyze
 from mdl.runtime import evaluate as ev
 from mdl.runtime.envs.game2048 import Game2048VectorEnv, legal_moves
 from mdl.runtime.train import train
-
-TINY_2048 = """\
-model Tiny {
-    input board: int[B, 4, 4]
-    h = board -> flatten(start=1) -> embedding(vocab=16, dim=4) -> flatten(start=1) -> linear(out=16) -> tanh
-    output policy = h -> linear(out=4)
-    output value = h -> linear(out=1)
-}
-
-experiment tiny {
-    model = Tiny()
-    env = game2048(envs=8)
-    algo = ppo(rollout=16, minibatches=2, epochs=1)
-    budget = 256 steps
-    seeds = [4]
-    checkpoint = every(128 steps, keep=3)
-}
-"""
 
 TINY_CARTPOLE = """\
 model Mlp {

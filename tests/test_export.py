@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from designs import TINY_2048
 
 from mdl.cli import main
 from mdl.compiler.api import compile_file
@@ -34,25 +35,6 @@ def _models(path: Path) -> list[str]:
 CASES = [(p, m) for p in EXAMPLES for m in _models(p)]
 IDS = [f"{p.stem}:{m}" for p, m in CASES]
 
-TINY = """\
-model Tiny {
-    input board: int[B, 4, 4]
-    h = board -> flatten(start=1) -> embedding(vocab=16, dim=4) -> flatten(start=1) -> linear(out=16) -> tanh
-    output policy = h -> linear(out=4)
-    output value = h -> linear(out=1)
-}
-
-experiment tiny {
-    model = Tiny()
-    env = game2048(envs=8)
-    algo = ppo(rollout=16, minibatches=2, epochs=1)
-    budget = 256 steps
-    seeds = [4]
-    checkpoint = every(128 steps, keep=3)
-}
-"""
-
-
 def cli(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
     code = main(list(argv))
     out, err = capsys.readouterr()
@@ -70,7 +52,7 @@ def outputs(module: torch.nn.Module, compiled) -> dict[str, torch.Tensor]:
 def tiny_pt(tmp_path_factory) -> Path:
     folder = tmp_path_factory.mktemp("tinypt")
     design = folder / "tiny.mdl"
-    design.write_text(TINY, encoding="utf-8")
+    design.write_text(TINY_2048, encoding="utf-8")
     report = ex.export(design, "pt", seed=1)
     assert Path(report["path"]) == folder / "Tiny.pt"  # the default: <model>.<ext> next to the design
     return folder / "Tiny.pt"
@@ -80,9 +62,9 @@ def tiny_pt(tmp_path_factory) -> Path:
 def run_dir(tmp_path_factory) -> Path:
     folder = tmp_path_factory.mktemp("exportrun")
     design = folder / "tiny.mdl"
-    design.write_text(TINY, encoding="utf-8")
-    analysis = analyze(TINY, str(design))
-    summary = train(analysis.experiments["tiny"], TINY, design, out_dir=folder / "runs", deterministic=True)
+    design.write_text(TINY_2048, encoding="utf-8")
+    analysis = analyze(TINY_2048, str(design))
+    summary = train(analysis.experiments["tiny"], TINY_2048, design, out_dir=folder / "runs", deterministic=True)
     assert summary["status"] == "completed"
     return folder / "runs" / "tiny" / "4"
 
@@ -138,7 +120,7 @@ def test_pt_carries_source_ir_hash_and_versions_and_loads_weights_only(tiny_pt: 
     payload = torch.load(tiny_pt, weights_only=True)
     assert payload["mdl_export"] == ex.PT_VERSION
     assert set(payload) == set(ex.PT_KEYS)
-    assert payload["source"] == TINY and payload["source_name"] == "tiny.mdl"
+    assert payload["source"] == TINY_2048 and payload["source_name"] == "tiny.mdl"
     assert payload["model"] == "Tiny" and payload["training"] is None
     assert payload["ir"]["nodes"][0]["span"]["line"] == 2
     assert ex.ir_json_hash(payload["ir"]) == payload["architecture_hash"]
