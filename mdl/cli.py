@@ -198,6 +198,13 @@ def _print_table(out: Console, compiled, batch: int) -> None:
     out.print("[bold]outputs[/]       " + ", ".join(f"{k}: {t}" for k, t in graph.output_types().items()))
 
 
+def cmd_lsp(args: argparse.Namespace, out: Console, err: Console) -> int:
+    """`mdlc lsp`: the language server on stdio until the editor exits (`mdl.lsp.server`)."""
+    from mdl.lsp.server import main as serve
+
+    return serve()
+
+
 def cmd_fmt(args: argparse.Namespace, out: Console, err: Console) -> int:
     from mdl.compiler.render import print_diagnostics
     from mdl.dsl.format import FormatError, format_source
@@ -527,6 +534,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("files", nargs="+", metavar="FILE")
     p.add_argument("--check", action="store_true", help="change nothing; exit 1 if a file would be reformatted")
     p.set_defaults(run=cmd_fmt)
+
+    p = sub.add_parser("lsp", help="start the language server on stdio (for editors)")
+    p.set_defaults(run=cmd_lsp)
 
     p = sub.add_parser("train", help="train an experiment with PPO for one seed; write a run directory")
     p.add_argument("file", metavar="FILE", nargs="?", help="the design (leave out with --resume)")
