@@ -1,8 +1,16 @@
-"""The language server end to end (pytest-lsp, VS Code's client capabilities): diagnostics."""
+"""The language server end to end (pytest-lsp, VS Code's client capabilities): diagnostics.
+
+Also the helpers the other LSP test files import (`from test_lsp_diagnostics import ...`): a recorder
+of every `publishDiagnostics` (pytest-lsp keeps only the latest diagnostics, without their version),
+and waiting for the publication of a given version.
+"""
 
 from __future__ import annotations
 
+import asyncio
+import re
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -11,23 +19,187 @@ from lsprotocol import types
 from pytest_lsp import ClientServerConfig, LanguageClient, client_capabilities
 
 ROOT = Path(__file__).resolve().parent.parent
+ERRORS = ROOT / "examples" / "errors"
+SERVER = ClientServerConfig(server_command=[sys.executable, "-m", "mdl.lsp"])
 
 
-@pytest_lsp.fixture(config=ClientServerConfig(server_command=[sys.executable, "-m", "mdl.lsp"]))
-async def client(lsp_client: LanguageClient):
-    await lsp_client.initialize_session(types.InitializeParams(
+# ------------------------------------------------------------------------------------------- helpers
+
+
+def record_publications(client: LanguageClient) -> list[types.PublishDiagnosticsParams]:
+    """Every `publishDiagnostics` the client receives from now on, in order (pytest-lsp's own handler
+    still runs, so `client.diagnostics` stays up to date)."""
+    if not hasattr(client, "publications"):
+        features = client.protocol.fm.features
+        previous = features[types.TEXT_DOCUMENT_PUBLISH_DIAGNOSTICS]
+        client.publications = []
+
+        def recording(params: types.PublishDiagnosticsParams) -> None:
+            client.publications.append(params)
+            previous(params)
+
+        features[types.TEXT_DOCUMENT_PUBLISH_DIAGNOSTICS] = recording
+    return client.publications
+
+
+async def initialize(client: LanguageClient) -> None:
+    await client.initialize_session(types.InitializeParams(
         capabilities=client_capabilities("visual-studio-code"), root_uri=ROOT.as_uri()))
+    record_publications(client)
+
+
+async def published(client: LanguageClient, uri: str, version: int | None = None, *, after: int = 0,
+                    timeout: float = 15.0) -> types.PublishDiagnosticsParams:
+    """The first publication for `uri` (of `version`, when given) among those from index `after` on."""
+    deadline = time.monotonic() + timeout
+    while True:
+        for params in client.publications[after:]:
+            if params.uri == uri and (version is None or params.version == version):
+                return params
+        if time.monotonic() > deadline:
+            seen = [(p.uri.rsplit("/", 1)[-1], p.version) for p in client.publications]
+            raise AssertionError(f"no diagnostics published for {uri} version {version}; got {seen}")
+        await asyncio.sleep(0.01)
+
+
+def open_document(client: LanguageClient, path: Path, text: str | None = None, version: int = 1) -> str:
+    uri = path.as_uri()
+    client.text_document_did_open(types.DidOpenTextDocumentParams(types.TextDocumentItem(
+        uri=uri, language_id="mdl", version=version,
+        text=path.read_text(encoding="utf-8") if text is None else text)))
+    return uri
+
+
+def change_document(client: LanguageClient, uri: str, version: int, text: str,
+                    range_: types.Range | None = None) -> None:
+    """A didChange: the whole text, or `text` replacing `range_` (an incremental change)."""
+    change = (types.TextDocumentContentChangeWholeDocument(text=text) if range_ is None
+              else types.TextDocumentContentChangePartial(range=range_, text=text))
+    client.text_document_did_change(types.DidChangeTextDocumentParams(
+        types.VersionedTextDocumentIdentifier(uri=uri, version=version), [change]))
+
+
+def expectations(path: Path) -> list[tuple[str, int]]:
+    """The `# expect: CODE line N` headers of an example that are about the file itself."""
+    found = re.findall(r"^# expect: (\w+) line (\d+)\s*$", path.read_text(encoding="utf-8"), re.M)
+    return [(code, int(line)) for code, line in found]
+
+
+# --------------------------------------------------------------------------------------------- tests
+
+
+@pytest_lsp.fixture(config=SERVER)
+async def client(lsp_client: LanguageClient):
+    await initialize(lsp_client)
     yield
     await lsp_client.shutdown_session()
 
 
 @pytest.mark.asyncio
 async def test_an_error_is_published_on_its_line(client: LanguageClient) -> None:
-    path = ROOT / "examples" / "errors" / "missing_input.mdl"  # expect: E0301 line 4
+    path = ERRORS / "missing_input.mdl"  # expect: E0301 line 4
+    uri = open_document(client, path)
+    params = await published(client, uri, 1)
+    found = [d for d in params.diagnostics if d.code == "E0301"]
+    assert [d.range.start.line for d in found] == [3] and found[0].source == "mdl"
+    assert found[0].severity == types.DiagnosticSeverity.Error and "\nhelp: " in found[0].message
+
+
+EXAMPLES = ["argument_given_twice", "heads_not_dividing_width", "unknown_primitive", "missing_closing_brace",
+            "unknown_name", "residual_shape_mismatch", "unknown_experiment_key", "width_not_multiple_of_8",
+            "imported_file_has_errors", "unterminated_string"]
+
+
+@pytest.mark.asyncio
+async def test_each_expected_diagnostic_is_on_its_line(client: LanguageClient) -> None:
+    """Several examples/errors files open at once: each `# expect:` header's code on its line
+    (LSP lines are 0-based), with the version of the document it was computed from."""
+    uris = {name: open_document(client, ERRORS / f"{name}.mdl", version=7) for name in EXAMPLES}
+    for name, uri in uris.items():
+        params = await published(client, uri, 7)
+        got = {(d.code, d.range.start.line + 1) for d in params.diagnostics}
+        for expected in expectations(ERRORS / f"{name}.mdl"):
+            assert expected in got, (name, expected, got)
+
+
+@pytest.mark.asyncio
+async def test_warnings_and_errors_and_related_information(client: LanguageClient) -> None:
+    warning = await published(client, open_document(client, ERRORS / "width_not_multiple_of_8.mdl"), 1)
+    assert {d.severity for d in warning.diagnostics if d.code.startswith("W")} == {
+        types.DiagnosticSeverity.Warning}
+    assert all(d.severity == types.DiagnosticSeverity.Error for d in warning.diagnostics
+               if d.code.startswith("E"))
+    # `head` defined twice: the first definition is a label -> related information in the same file.
+    path = ERRORS / "defined_twice.mdl"
+    twice = await published(client, open_document(client, path), 1)
+    (error,) = [d for d in twice.diagnostics if d.code == "E0107"]
+    (related,) = error.related_information
+    assert related.location.uri == path.as_uri() and related.message == "first defined here"
+    assert related.location.range.start.line < error.range.start.line
+
+
+@pytest.mark.asyncio
+async def test_published_on_change_and_save_and_cleared_on_close(client: LanguageClient) -> None:
+    path = ERRORS / "unknown_primitive.mdl"
     text = path.read_text(encoding="utf-8")
-    client.text_document_did_open(types.DidOpenTextDocumentParams(types.TextDocumentItem(
-        uri=path.as_uri(), language_id="mdl", version=1, text=text)))
-    await client.wait_for_notification(types.TEXT_DOCUMENT_PUBLISH_DIAGNOSTICS)
-    published = [d for d in client.diagnostics[path.as_uri()] if d.code == "E0301"]
-    assert [d.range.start.line for d in published] == [3] and published[0].source == "mdl"
-    assert published[0].severity == types.DiagnosticSeverity.Error and "\nhelp: " in published[0].message
+    uri = open_document(client, path)
+    assert any(d.code == "E0102" for d in (await published(client, uri, 1)).diagnostics)
+    # an incremental change fixing the misspelling (the quick fix's edit, typed by hand)
+    (line_no, line), = [(i, s) for i, s in enumerate(text.splitlines()) if "-> layernorm" in s]
+    wrong = re.search("layernorm", line)
+    change_document(client, uri, 2, "layer_norm",
+                    types.Range(types.Position(line_no, wrong.start()), types.Position(line_no, wrong.end())))
+    fixed = await published(client, uri, 2)
+    assert not [d for d in fixed.diagnostics if d.severity == types.DiagnosticSeverity.Error]
+    # save re-publishes (same version)
+    after = len(client.publications)
+    client.text_document_did_save(types.DidSaveTextDocumentParams(types.TextDocumentIdentifier(uri=uri)))
+    assert (await published(client, uri, 2, after=after)).diagnostics == fixed.diagnostics
+    after = len(client.publications)
+    client.text_document_did_close(types.DidCloseTextDocumentParams(types.TextDocumentIdentifier(uri=uri)))
+    assert not (await published(client, uri, after=after)).diagnostics
+
+
+LIB = """\
+block ffn(x, hidden: int) {
+    x = x -> linear(out=hidden) -> relu
+    return x
+}
+"""
+
+MAIN = """\
+import "lib.mdl" as lib
+
+model Flat2048 {
+    input board: int[B, 4, 4]
+    h = board -> embedding(vocab=16, dim=32) -> flatten -> lib.ffn(hidden=64)
+    output policy = h -> linear(out=4)
+    output value = h -> linear(out=1)
+}
+"""
+
+
+@pytest.mark.asyncio
+async def test_editing_an_imported_file_rechecks_its_importers(client: LanguageClient, tmp_path: Path) -> None:
+    (tmp_path / "lib.mdl").write_text(LIB, encoding="utf-8")
+    (tmp_path / "main.mdl").write_text(MAIN, encoding="utf-8")
+    main = open_document(client, tmp_path / "main.mdl")
+    assert not (await published(client, main, 1)).diagnostics
+    lib = open_document(client, tmp_path / "lib.mdl")
+    await published(client, lib, 1)
+    # rename the block's parameter in the unsaved buffer: main's `hidden=64` is now an unknown argument
+    after = len(client.publications)
+    change_document(client, lib, 2, LIB.replace("hidden", "width"))
+    assert not (await published(client, lib, 2, after=after)).diagnostics
+    changed = await published(client, main, 1, after=after)
+    assert "E0103" in {d.code for d in changed.diagnostics}, changed.diagnostics
+    # closing the unsaved buffer: main reads the file on disk again
+    after = len(client.publications)
+    client.text_document_did_close(types.DidCloseTextDocumentParams(types.TextDocumentIdentifier(uri=lib)))
+    assert not (await published(client, main, 1, after=after)).diagnostics
+    # saving a change on disk re-checks main too
+    (tmp_path / "lib.mdl").write_text(LIB.replace("hidden", "width"), encoding="utf-8")
+    lib = open_document(client, tmp_path / "lib.mdl", LIB.replace("hidden", "width"), version=3)
+    after = len(client.publications)
+    client.text_document_did_save(types.DidSaveTextDocumentParams(types.TextDocumentIdentifier(uri=lib)))
+    assert "E0103" in {d.code for d in (await published(client, main, 1, after=after)).diagnostics}

@@ -6,6 +6,7 @@ and never raises for any input text.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from mdl.compiler.diagnostics import Diagnostic, Severity, error
@@ -31,10 +32,11 @@ class Analysis:
         return not any(d.severity is Severity.ERROR for d in self.diagnostics)
 
 
-def analyze(text: str, path: str | None = None) -> Analysis:
+def analyze(text: str, path: str | None = None, overlay: Mapping[str, str] | None = None) -> Analysis:
+    """`overlay` maps resolved file paths to texts read instead of those files (unsaved editor buffers)."""
     diagnostics: list[Diagnostic] = []
     try:
-        return _analyze(text, path, diagnostics)
+        return _analyze(text, path, diagnostics, overlay)
     except RecursionError:
         # Only absurdly deep nesting gets here (thousands of brackets); say so rather than crash.
         span = ast.Span(path, 1, 1, 1, 1)
@@ -43,8 +45,9 @@ def analyze(text: str, path: str | None = None) -> Analysis:
         return Analysis(diagnostics)
 
 
-def _analyze(text: str, path: str | None, diagnostics: list[Diagnostic]) -> Analysis:
-    loader = Loader(diagnostics)
+def _analyze(text: str, path: str | None, diagnostics: list[Diagnostic],
+             overlay: Mapping[str, str] | None = None) -> Analysis:
+    loader = Loader(diagnostics, overlay)
     scope = loader.load_source(text, path)
     result = Analysis(diagnostics, scope)
     if not scope.syntax_ok:

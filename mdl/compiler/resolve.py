@@ -8,6 +8,7 @@ Nothing is executed; a missing file or a cycle is an error at the import.
 from __future__ import annotations
 
 import functools
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path, PurePosixPath
@@ -82,8 +83,11 @@ def _parse_stdlib(text: str, path: str) -> tuple[ast.Module, tuple[Diagnostic, .
 class Loader:
     """Loads a root file and its imports; shares one scope per file."""
 
-    def __init__(self, diagnostics: list[Diagnostic]):
+    def __init__(self, diagnostics: list[Diagnostic], overlay: Mapping[str, str] | None = None):
         self.diagnostics = diagnostics
+        # Resolved file path -> text to use instead of the file on disk (the language server's unsaved
+        # editor buffers); empty for `mdlc`, which reads every import from disk.
+        self.overlay = overlay or {}
         self.loaded: dict[str, ModuleScope] = {}
         self.loading: list[str] = []
 
@@ -186,7 +190,7 @@ class Loader:
                 self.diagnostics.append(error("E0110", item.span, f'"{item.path}" is not a file',
                                               "import a `.mdl` file"))
                 return None
-            text = target.read_text(encoding="utf-8")
+            text = self.overlay[key] if key in self.overlay else target.read_text(encoding="utf-8")
         except FileNotFoundError:
             near = [p.name for p in target.parent.glob("*.mdl")] if target.parent.is_dir() else []
             guess = did_you_mean(target.name, near)

@@ -8,7 +8,10 @@ labels as related information, and its help at the end of the message.
 
 from __future__ import annotations
 
+import asyncio
+
 from lsprotocol import types
+from pygls.uris import to_fs_path
 
 from mdl.compiler.diagnostics import Diagnostic, Severity
 from mdl.lsp.server import MdlServer, Snapshot
@@ -35,37 +38,74 @@ def _here(snapshot: Snapshot, file: str | None) -> bool:
     return file is None or file == snapshot.path
 
 
-def publish(server: MdlServer, uri: str) -> None:
-    """Analyse the current text of `uri` and publish its diagnostics, unless the document moved on."""
+def publish(server: MdlServer, uri: str, version: int | None = None) -> bool:
+    """Analyse the current text of `uri` and publish its diagnostics, unless the document moved on.
+
+    `version`: the version the caller was notified about; nothing is published when the document is
+    already past it (a later notification publishes). Never publishes a version older than one
+    already published for `uri`. Returns whether it published.
+    """
+    document = server.workspace.text_documents.get(uri)
+    if document is None or (version is not None and document.version != version):
+        return False  # closed, or an edit arrived meanwhile
     snapshot = server.snapshot(uri)
-    if server.workspace.get_text_document(uri).version != snapshot.version:
-        return  # an edit arrived meanwhile; its own notification publishes
+    current = server.workspace.text_documents.get(uri)
+    if current is None or current.version != snapshot.version:
+        return False
+    last = server.published.get(uri)
+    if last is not None and snapshot.version is not None and snapshot.version < last:
+        return False
+    server.published[uri] = snapshot.version
     server.text_document_publish_diagnostics(types.PublishDiagnosticsParams(
         uri=uri, version=snapshot.version,
         diagnostics=[to_lsp(snapshot, d) for d in snapshot.analysis.diagnostics]))
+    return True
+
+
+def republish_importers(server: MdlServer, uri: str) -> None:
+    """Re-check the open documents that import the file of `uri` (its text or its file changed)."""
+    if not uri.startswith("file:"):
+        return
+    for importer in server.open_importers(to_fs_path(uri)):
+        server.forget(importer)
+        publish(server, importer)
+
+
+async def _settle() -> None:
+    """Let notifications already waiting be read first (an edit storm is checked once, at its end)."""
+    await asyncio.sleep(0)
 
 
 def register(server: MdlServer) -> None:
     @server.feature(types.TEXT_DOCUMENT_DID_OPEN)
-    def did_open(ls: MdlServer, params: types.DidOpenTextDocumentParams) -> None:
-        publish(ls, params.text_document.uri)
+    @server.guarded
+    async def did_open(ls: MdlServer, params: types.DidOpenTextDocumentParams) -> None:
+        document = params.text_document
+        await _settle()
+        if publish(ls, document.uri, document.version):
+            republish_importers(ls, document.uri)
 
     @server.feature(types.TEXT_DOCUMENT_DID_CHANGE)
-    def did_change(ls: MdlServer, params: types.DidChangeTextDocumentParams) -> None:
-        uri = params.text_document.uri
-        publish(ls, uri)
-        path = ls.snapshot(uri).path
-        if path is not None:
-            for importer in ls.open_importers(path):
-                ls.forget(importer)
-                publish(ls, importer)
+    @server.guarded
+    async def did_change(ls: MdlServer, params: types.DidChangeTextDocumentParams) -> None:
+        document = params.text_document
+        await _settle()
+        if publish(ls, document.uri, document.version):
+            republish_importers(ls, document.uri)
 
     @server.feature(types.TEXT_DOCUMENT_DID_SAVE)
+    @server.guarded
     def did_save(ls: MdlServer, params: types.DidSaveTextDocumentParams) -> None:
-        publish(ls, params.text_document.uri)
+        uri = params.text_document.uri
+        ls.forget(uri)  # its own imports may have been saved meanwhile
+        publish(ls, uri)
+        republish_importers(ls, uri)
 
     @server.feature(types.TEXT_DOCUMENT_DID_CLOSE)
+    @server.guarded
     def did_close(ls: MdlServer, params: types.DidCloseTextDocumentParams) -> None:
-        ls.forget(params.text_document.uri)
-        ls.text_document_publish_diagnostics(
-            types.PublishDiagnosticsParams(uri=params.text_document.uri, diagnostics=[]))
+        uri = params.text_document.uri
+        ls.forget(uri)
+        ls.published.pop(uri, None)
+        ls.text_document_publish_diagnostics(types.PublishDiagnosticsParams(uri=uri, diagnostics=[]))
+        republish_importers(ls, uri)  # they read the file on disk again, not the closed buffer

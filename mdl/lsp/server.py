@@ -19,10 +19,16 @@ UTF-8/32 ones get the right columns on lines with non-ASCII text.
 from __future__ import annotations
 
 import importlib
+import inspect
+import logging
+import traceback
+from collections.abc import Callable
 from dataclasses import dataclass
+from functools import wraps
 from pathlib import Path
 
 from lsprotocol import types
+from pygls.exceptions import FeatureRequestError
 from pygls.lsp.server import LanguageServer
 from pygls.uris import to_fs_path
 from pygls.workspace import TextDocument
@@ -32,8 +38,10 @@ from mdl.compiler.check import Analysis, analyze
 from mdl.compiler.resolve import ModuleScope
 from mdl.dsl.ast import Span
 
+logger = logging.getLogger(__name__)
+
 # Feature modules under mdl.lsp, each with `register(server: MdlServer) -> None`.
-FEATURES = ("diagnostics",)
+FEATURES = ("diagnostics", "editing", "hover", "inlay_hints", "completion", "navigation", "symbols")
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,23 +71,84 @@ class MdlServer(LanguageServer):
     """pygls' server plus the per-version analysis cache every feature reads."""
 
     def __init__(self) -> None:
-        super().__init__("mdl", __version__)
+        # Incremental is pygls 2's default; said here because the edit-storm test and the latency
+        # benchmark rely on it (a change carries only the edited range, not the whole text).
+        super().__init__("mdl", __version__, text_document_sync_kind=types.TextDocumentSyncKind.Incremental)
         self._snapshots: dict[str, Snapshot] = {}
+        self.published: dict[str, int | None] = {}  # uri -> the version of its last published diagnostics
 
     def snapshot(self, uri: str) -> Snapshot:
-        """The analysis of the document's current text (cached per version)."""
+        """The analysis of the document's current text (cached per version).
+
+        Imports of files that are open in the editor read the editor's text (unsaved changes included),
+        not the file on disk; a change to such a file `forget`s the snapshots of its importers.
+        """
         document = self.workspace.get_text_document(uri)
         cached = self._snapshots.get(uri)
         if cached is not None and cached.version == document.version and cached.text == document.source:
             return cached
         text = document.source
         path = to_fs_path(uri) if uri.startswith("file:") else None
-        snapshot = Snapshot(uri, document.version, text, path, analyze(text, path), document)
+        snapshot = Snapshot(uri, document.version, text, path, analyze(text, path, self.open_buffers(uri)),
+                            document)
         self._snapshots[uri] = snapshot
         return snapshot
 
+    def open_buffers(self, but: str | None = None) -> dict[str, str]:
+        """Resolved file path -> editor text of every open file document (except `but`)."""
+        buffers: dict[str, str] = {}
+        for uri, document in list(self.workspace.text_documents.items()):
+            if uri != but and uri.startswith("file:"):
+                try:
+                    buffers[str(Path(to_fs_path(uri)).resolve())] = document.source
+                except (OSError, ValueError, TypeError):
+                    continue
+        return buffers
+
     def forget(self, uri: str) -> None:
         self._snapshots.pop(uri, None)
+
+    def report_server_error(self, error: Exception, source) -> None:
+        """An exception in a handler: logged to the client's output, never a pop-up, never fatal.
+
+        (pygls' default shows a message box for every failed notification; a bug in one feature
+        must not interrupt typing.) Failed requests already answer with an error response.
+        """
+        if source is FeatureRequestError:
+            return
+        self.log(f"mdl language server: internal error: {error}", types.MessageType.Error)
+
+    def log(self, message: str, kind: types.MessageType = types.MessageType.Log) -> None:
+        """`window/logMessage` (the editor's output panel); never raises."""
+        try:
+            self.window_log_message(types.LogMessageParams(type=kind, message=message))
+        except Exception:  # the transport is gone; nothing left to tell
+            logger.exception("could not log to the client: %s", message)
+
+    def guarded(self, handler: Callable) -> Callable:
+        """`handler` (plain or async) with any exception logged, traceback and all, instead of raised."""
+        def failed() -> None:
+            self.log(f"mdl language server: {handler.__name__} failed:\n{traceback.format_exc()}",
+                     types.MessageType.Error)
+
+        if inspect.iscoroutinefunction(handler):
+            @wraps(handler)
+            async def run_async(*args, **kwargs):
+                try:
+                    return await handler(*args, **kwargs)
+                except Exception:  # keep answering whatever a feature does
+                    failed()
+                    return None
+            return run_async
+
+        @wraps(handler)
+        def run(*args, **kwargs):
+            try:
+                return handler(*args, **kwargs)
+            except Exception:  # keep answering whatever a feature does
+                failed()
+                return None
+        return run
 
     def open_importers(self, path: str) -> list[str]:
         """The URIs of open documents whose analysis read the file at `path` (an import)."""
@@ -106,7 +175,10 @@ def build_server() -> MdlServer:
     """A fresh server with every feature group registered."""
     server = MdlServer()
     for name in FEATURES:
-        importlib.import_module(f"mdl.lsp.{name}").register(server)
+        try:
+            importlib.import_module(f"mdl.lsp.{name}").register(server)
+        except Exception:  # one broken feature group must not take the others down
+            logger.exception("the %s feature group failed to load", name)
     return server
 
 
