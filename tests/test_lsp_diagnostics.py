@@ -43,7 +43,7 @@ def record_publications(client: LanguageClient) -> list[types.PublishDiagnostics
 
 
 async def initialize(client: LanguageClient) -> None:
-    await client.initialize_session(types.InitializeParams(
+    client.initialize_result = await client.initialize_session(types.InitializeParams(
         capabilities=client_capabilities("visual-studio-code"), root_uri=ROOT.as_uri()))
     record_publications(client)
 

@@ -71,9 +71,16 @@ def republish_importers(server: MdlServer, uri: str) -> None:
         publish(server, importer)
 
 
+# How long a change waits before it is checked. pygls reads stdin in a worker thread, one message per
+# turn of the event loop, so without a pause every edit of a burst (typing, a paste in many pieces, a
+# client replaying edits) would be checked, each at the full cost of a check; after 5 ms the edits
+# already sent have been read and only the last version is checked. 5 ms of the 100 ms budget.
+SETTLE_S = 0.005
+
+
 async def _settle() -> None:
-    """Let notifications already waiting be read first (an edit storm is checked once, at its end)."""
-    await asyncio.sleep(0)
+    """Let the notifications already on their way be read first (a burst of edits is checked once)."""
+    await asyncio.sleep(SETTLE_S)
 
 
 def register(server: MdlServer) -> None:
