@@ -43,6 +43,7 @@ import contextlib
 import dataclasses
 import importlib.util
 import json
+import os
 import pickletools
 import sys
 import tempfile
@@ -231,7 +232,6 @@ def _file_imports(text: str, path: Path) -> dict[str, str]:
 
 
 def _relative(target: Path, root: Path) -> str:
-    import os
 
     return PurePosixPath(*Path(os.path.relpath(target, root)).parts).as_posix()
 
@@ -331,14 +331,24 @@ def export(source: str | Path, format: str, out: str | Path | None = None, model
         raise ExportError(f"cannot create the folder {path.parent}: {exc.strerror or exc}") from None
     writer = {"pt": _export_pt, "json": _export_json, "py": _export_py, "onnx": _export_onnx}[format]
     started = time.perf_counter()
+    # Written and verified under a temporary name in the same folder; only a file that passed every
+    # check replaces `path` (an earlier good export is never replaced by one that does not verify).
+    tmp = path.with_name(f".{path.stem}.{uuid.uuid4().hex[:8]}.tmp{path.suffix}")
     try:
-        checks, extra = writer(src, path, moe)
+        checks, extra = writer(src, tmp, moe)
+        ok = all(c["ok"] for c in checks)
+        size = tmp.stat().st_size
+        if ok:
+            os.replace(tmp, path)
     except OSError as exc:
         raise ExportError(f"cannot write {path}: {exc.strerror or exc}") from None
+    except ExportError as exc:
+        raise type(exc)(str(exc).replace(str(tmp), str(path))) from None
+    finally:
+        tmp.unlink(missing_ok=True)
     compiled = src.compiled
-    ok = all(c["ok"] for c in checks)
     report = {
-        "path": str(path), "format": format, "bytes": path.stat().st_size, "model": compiled.name,
+        "path": str(path), "format": format, "bytes": size, "model": compiled.name,
         "architecture_hash": compiled.architecture_hash, "params": compiled.params, "source": str(source),
         "source_kind": src.kind,
         "training": ({k: src.training.get(k) for k in ("experiment", "seed", "step", "checkpoint")}
@@ -350,7 +360,8 @@ def export(source: str | Path, format: str, out: str | Path | None = None, model
         report["moe"] = moe
     if not ok:
         failed = "; ".join(f"{c['check']}: {c['detail']}" for c in checks if not c["ok"])
-        error = VerificationFailed(f"the export {path} does not reproduce the model ({failed})")
+        error = VerificationFailed(f"the export to {path} does not reproduce the model ({failed}); "
+                                   "nothing was written")
         error.report = report  # type: ignore[attr-defined]
         raise error
     return report
@@ -435,7 +446,6 @@ def _export_pt(src: _Source, path: Path, moe: str) -> tuple[list, dict]:
         torch.save(payload, f)
     loaded = load(path)
     checks = [
-        _check("loads with weights_only", True, "torch.load(weights_only=True), rebuilt from the carried source"),
         _check("architecture hash", loaded.architecture_hash == compiled.architecture_hash,
                loaded.architecture_hash[:16]),
         _same_weights(compiled.module, loaded.module, "weights"),
@@ -461,9 +471,6 @@ def _export_json(src: _Source, path: Path, moe: str) -> tuple[list, dict]:
         recomputed = ir_json_hash(written)
         checks.append(_check("architecture hash from the file", recomputed == src.compiled.architecture_hash,
                              recomputed[:16]))
-        nodes = written["nodes"]
-        checks.append(_check("spans and shapes", all("span" in n and "shape" in n for n in nodes),
-                             f"{len(nodes)} nodes"))
     return checks, {}
 
 
@@ -514,14 +521,13 @@ def _export_py(src: _Source, path: Path, moe: str) -> tuple[list, dict]:
         return [_check("imports and builds", False, f"{type(exc).__name__}: {exc}")], {}
     finally:
         sys.modules.pop(name, None)
-    checks = [_check("imports and builds", True, f"class {class_name(compiled.ir)}, torch only"),
-              _check("loads the state dict (strict)", True, f"{len(compiled.module.state_dict())} tensors"),
+    checks = [_check("imports, builds and loads the weights (strict)", True,
+                     f"class {class_name(compiled.ir)}, torch only, {len(compiled.module.state_dict())} tensors"),
               _compare_outputs(compiled.module, model, compiled.ir, "outputs match the model")]
     return checks, {}
 
 
 def _export_onnx(src: _Source, path: Path, moe: str) -> tuple[list, dict]:
-    import os
 
     try:
         from mdl.runtime import export_onnx as onnx_export
@@ -529,31 +535,18 @@ def _export_onnx(src: _Source, path: Path, moe: str) -> tuple[list, dict]:
         raise ExportError(f"ONNX export is not available here ({exc})") from None
     compiled = src.compiled
     module = compiled.module.eval()
-    # Written under a temporary name in the same folder, then renamed: never a half-written .onnx.
-    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.tmp")
-    try:
-        written = onnx_export.export_onnx(module, compiled.ir, tmp, moe=moe)
-        result = onnx_export.verify_onnx(tmp, module, compiled.ir)
-        os.replace(tmp, path)
-    except ExportError as exc:
-        raise type(exc)(str(exc).replace(str(tmp), str(path))) from None
-    finally:
-        tmp.unlink(missing_ok=True)
-    expected_moe = sum(1 for node in compiled.ir.nodes if node.op == "moe")
+    written = onnx_export.export_onnx(module, compiled.ir, path, moe=moe)
+    result = onnx_export.verify_onnx(path, module, compiled.ir)
     errors = result.get("max_abs_error") or {}
     worst = max((e for per in errors.values() for e in per.values()), default=0.0)
     batches = ", ".join(str(b) for b in errors)
-    problems = [str(p).replace(str(tmp), str(path)) for p in result.get("problems") or []]
+    problems = [str(p) for p in result.get("problems") or []]
     checks = [
         _check("onnx.checker (full)", bool(result.get("checked")), "valid" if result.get("checked") else
                next((p for p in problems if p.startswith("check_model")), "failed")),
         _check("onnxruntime matches torch", bool(result.get("ok")) or not result.get("checked"),
                f"batches {batches}, max |diff| {worst:.2g} (atol {result.get('atol')})"
                + (f"; {problems[0]}" if problems and result.get("checked") else "")),
-        _check("one node per moe", sum((written.get("moe_nodes") or {}).values()) == expected_moe,
-               f"{expected_moe} moe in the design; "
-               + ", ".join(f"{k}: {v}" for k, v in (written.get("moe_nodes") or {}).items())
-               + (f"; {len(written['fallbacks'])} portable fallback(s)" if written.get("fallbacks") else "")),
     ]
     extra = {"onnx": _plain({**result, "problems": problems}),
              "export": _plain({k: v for k, v in written.items() if k != "path"})}
@@ -641,11 +634,20 @@ def read_export(path: str | Path) -> dict[str, Any]:
             hint = "; it looks like a training checkpoint: keep it in its run's checkpoints/ folder or pass the run"
         raise NotAnExport(f"{path} is not an mdl export (no `{MARKER}` marker){hint}")
     version = payload[MARKER]
-    if not isinstance(version, int) or version > PT_VERSION:
+    if not isinstance(version, int) or isinstance(version, bool) or not 1 <= version <= PT_VERSION:
         raise LoadError(f"{path} is an mdl export of format {version!r}; this mdl reads format {PT_VERSION}")
     missing = [k for k in ("model", "architecture_hash", "weights", "source", "ir") if k not in payload]
     if missing or not isinstance(payload["source"], str) or not isinstance(payload["weights"], dict):
         raise LoadError(f"{path} is a damaged mdl export (missing or bad: {', '.join(missing) or 'source/weights'})")
+    imports, training = payload.get("imports") or {}, payload.get("training")
+    bad = [key for key, ok in (
+        ("imports", isinstance(imports, dict) and all(isinstance(k, str) and k.strip("./") and isinstance(v, str)
+                                                      for k, v in imports.items())),
+        ("training", training is None or isinstance(training, dict)),
+        ("source_name", payload.get("source_name") is None or isinstance(payload.get("source_name"), str)),
+        ("ir", isinstance(payload["ir"], dict)), ("model", isinstance(payload["model"], str))) if not ok]
+    if bad:
+        raise LoadError(f"{path} is a damaged mdl export (bad {', '.join(bad)})")
     return payload
 
 
@@ -713,7 +715,7 @@ def _rebuild(payload: dict[str, Any], path: Path):
             folder.mkdir(parents=True, exist_ok=True)
             for rel, body in imports.items():
                 target = (folder / rel).resolve()
-                if not str(target).startswith(str(Path(tmp).resolve())) or not isinstance(body, str):
+                if not target.is_relative_to(Path(tmp).resolve()) or target == folder.resolve():
                     raise LoadError(f"{path} carries an import outside its design's folder ({rel!r})")
                 target.parent.mkdir(parents=True, exist_ok=True)
                 target.write_text(body, encoding="utf-8")
