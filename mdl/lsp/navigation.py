@@ -55,7 +55,7 @@ class Occurrence:
     start: int
     end: int
     key: tuple | None
-    kind: str  # const block model experiment param local loop namespace primitive builtin module property type unknown
+    kind: str  # const block model experiment param argument (a `name=` naming a parameter) local loop namespace ...
     declaration: bool = False
     library: bool = False  # defined in the stdlib or a primitive
 
@@ -130,7 +130,8 @@ class _Indexer:
             library: bool = False, target: Target | None = None) -> None:
         self.out.occurrences.append(Occurrence(start, start + len(name), key, kind, declaration, library))
         if key is not None:
-            self.out.kinds.setdefault(key, kind)
+            if kind != "argument":
+                self.out.kinds.setdefault(key, kind)
             if target is not None and (declaration or key not in self.out.targets):
                 self.out.targets.setdefault(key, target)
 
@@ -324,7 +325,7 @@ class _Indexer:
                     file = self.key_of(defining)
                     key = ("local", file, definition.name_span.start, k.name)
                     self.out.owners.setdefault(key, definition)
-                    self.add(k.name_span.start, k.name, key, "param", library=is_library_file(file),
+                    self.add(k.name_span.start, k.name, key, "argument", library=is_library_file(file),
                              target=Target(file, param.span.start, param.span.start + len(k.name)))
                     return
         self.add(k.name_span.start, k.name, None, "property")
@@ -359,7 +360,7 @@ class _Indexer:
                 file = self.key_of(defining)
                 key = ("local", file, definition.name_span.start, rest)
                 self.out.owners.setdefault(key, definition)
-                self.add(start, rest, key, "param", target=Target(file, param.span.start, param.span.start + len(rest)))
+                self.add(start, rest, key, "argument", target=Target(file, param.span.start, param.span.start + len(rest)))
                 return
         self.add(start, rest, None, "property")
 
@@ -469,7 +470,7 @@ def references(server, uri: str, position: types.Position, include_declaration: 
     return out
 
 
-_RENAMABLE = {"const", "block", "model", "experiment", "param", "local", "loop", "namespace"}
+_RENAMABLE = {"const", "block", "model", "experiment", "param", "argument", "local", "loop", "namespace"}
 
 
 def _renamable(snapshot, occ: Occurrence | None) -> str | None:
