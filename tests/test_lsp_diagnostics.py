@@ -185,8 +185,10 @@ async def test_editing_an_imported_file_rechecks_its_importers(client: LanguageC
     (tmp_path / "main.mdl").write_text(MAIN, encoding="utf-8")
     main = open_document(client, tmp_path / "main.mdl")
     assert not (await published(client, main, 1)).diagnostics
+    after = len(client.publications)
     lib = open_document(client, tmp_path / "lib.mdl")
-    await published(client, lib, 1)
+    await published(client, lib, 1, after=after)
+    await published(client, main, 1, after=after)  # opening an import re-checks its importers
     # rename the block's parameter in the unsaved buffer: main's `hidden=64` is now an unknown argument
     after = len(client.publications)
     change_document(client, lib, 2, LIB.replace("hidden", "width"))
@@ -197,9 +199,13 @@ async def test_editing_an_imported_file_rechecks_its_importers(client: LanguageC
     after = len(client.publications)
     client.text_document_did_close(types.DidCloseTextDocumentParams(types.TextDocumentIdentifier(uri=lib)))
     assert not (await published(client, main, 1, after=after)).diagnostics
-    # saving a change on disk re-checks main too
+    # edited and saved: main is re-checked on the save too
+    after = len(client.publications)
+    lib = open_document(client, tmp_path / "lib.mdl", version=3)
+    await published(client, main, 1, after=after)
+    change_document(client, lib, 4, LIB.replace("hidden", "width"))
+    await published(client, lib, 4, after=after)
     (tmp_path / "lib.mdl").write_text(LIB.replace("hidden", "width"), encoding="utf-8")
-    lib = open_document(client, tmp_path / "lib.mdl", LIB.replace("hidden", "width"), version=3)
     after = len(client.publications)
     client.text_document_did_save(types.DidSaveTextDocumentParams(types.TextDocumentIdentifier(uri=lib)))
     assert "E0103" in {d.code for d in (await published(client, main, 1, after=after)).diagnostics}
