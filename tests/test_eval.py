@@ -137,7 +137,7 @@ def test_a_policy_preferring_an_illegal_move_never_makes_it(run_2048: Path, monk
                 taken.append((bool(legal[i, actions[i]]), int(actions[i])))
             return super().step(actions)
 
-    monkeypatch.setattr(ev, "_make_envs", lambda spec, slots, seed: Checked(slots, seed=seed))
+    monkeypatch.setattr(ev, "make_envs", lambda env, seed: Checked(env.envs, seed=seed))
     result = ev.evaluate(policy, episodes=5, seed=0)
     assert result["episodes"] == 5 and taken
     assert all(legal for legal, _ in taken)

@@ -93,7 +93,7 @@ def _read(ir: Any) -> _IR:
             raise DecompileError(f"{where} has id {n['id']!r}; ids must count from 0 in order")
         if not isinstance(name, str) or not name:
             raise DecompileError(f"{where} has no name")
-        if op not in KNOWN_OPS:
+        if not isinstance(op, str) or op not in KNOWN_OPS:
             raise DecompileError(f"{where} (`{name}`) has an unknown op {op!r}")
         if not isinstance(ins, list) or not all(isinstance(x, int) and not isinstance(x, bool) and 0 <= x < i
                                                 for x in ins):
@@ -891,11 +891,6 @@ def _block_order(by_block: dict[str, list[_Call]]) -> list[str]:
             raise DecompileError("blocks call each other in a cycle")
         ordered.extend(ready)
     return ordered
-
-
-def _is_prefix_body(m: tuple, pos: tuple) -> bool:
-    """Whether position `m` sits in a repeat body that also holds `pos`."""
-    return len(m) > 1 and len(pos) > 1 and m[0] == pos[0]
 
 
 def _last_pos(template: list) -> tuple | None:

@@ -28,7 +28,7 @@ import torch
 from mdl.compiler.experiment import ExperimentSpec
 from mdl.runtime import ppo
 from mdl.runtime.checkpoint import load_checkpoint, load_latest_checkpoint
-from mdl.runtime.train import TILES, DesignMismatch, TrainError, action_mask, resolve_device
+from mdl.runtime.train import TILES, DesignMismatch, TrainError, action_mask, make_envs, resolve_device
 
 MAX_2048_ENVS = 64  # boards stepped together when evaluating a 2048 policy
 MAX_GYM_ENVS = 16  # sync gym envs stepped together
@@ -200,16 +200,6 @@ def _quotas(episodes: int, slots: int) -> np.ndarray:
     return np.array([episodes // slots + (i < episodes % slots) for i in range(slots)], dtype=np.int64)
 
 
-def _make_envs(spec: ExperimentSpec, slots: int, seed: int):
-    if spec.env.kind == "game2048":
-        from mdl.runtime.envs import make_game2048
-
-        return make_game2048(slots, seed=seed)
-    import gymnasium
-
-    return gymnasium.make_vec(spec.env.id, num_envs=slots, vectorization_mode="sync")
-
-
 def _play_batched(policy: LoadedPolicy, episodes: int, seed: int) -> list[dict[str, Any]]:
     """Exactly `episodes` finished episodes (returns, lengths; 2048 scores and max tiles), slot by slot."""
     spec = policy.spec
@@ -220,7 +210,7 @@ def _play_batched(policy: LoadedPolicy, episodes: int, seed: int) -> list[dict[s
     returns = np.zeros(slots, dtype=np.float64)
     lengths = np.zeros(slots, dtype=np.int64)
     resetting = np.zeros(slots, dtype=bool)  # NEXT_STEP autoreset: this step starts a new episode
-    envs = _make_envs(spec, slots, seed)
+    envs = make_envs(dataclasses.replace(spec.env, envs=slots), seed)
     try:
         obs, infos = envs.reset(seed=seed)
         while any(len(d) < q for d, q in zip(done_per_slot, quota, strict=True)):

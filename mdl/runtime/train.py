@@ -61,12 +61,12 @@ from typing import Any
 import numpy as np
 import torch
 
-from mdl.compiler.experiment import EnvSpec, ExperimentSpec
+from mdl.compiler.experiment import PPO_ARGS, EnvSpec, ExperimentSpec
 from mdl.compiler.ops.moe import MoE
 from mdl.files import write_text_atomic
 from mdl.runtime import ppo
 from mdl.runtime.checkpoint import load_latest_checkpoint, save_checkpoint
-from mdl.runtime.metrics import MetricsLog
+from mdl.runtime.metrics import TENSORBOARD_DIR, MetricsLog
 
 TILES = (256, 512, 1024, 2048)  # summary.json `tile_rates`
 _LOGGED = ("policy_loss", "value_loss", "entropy", "approx_kl", "clip_fraction", "aux_loss")  # PPOLoss fields
@@ -231,6 +231,22 @@ def _warn(console: Any, message: str) -> None:
         warnings.warn(message, stacklevel=3)
 
 
+def _resumed_config(cfg: ppo.PPOConfig, run_dir: Path, state: dict[str, Any]) -> ppo.PPOConfig:
+    """`cfg` with the implementation switches (those `.mdl` cannot set) as the run's config.json saved
+    them, so a run resumes with the settings it started with even after a default changed; a
+    checkpoint without reward-scaler state was trained without reward scaling."""
+    try:
+        saved = json.loads((run_dir / "config.json").read_text(encoding="utf-8")).get("ppo") or {}
+    except (OSError, ValueError, AttributeError):
+        saved = {}
+    language = {a.name for a in PPO_ARGS}
+    fields = {f.name for f in dataclasses.fields(cfg)}
+    switches = {k: v for k, v in saved.items() if k in fields and k not in language}
+    if state.get("reward_scaler") is None:
+        switches["norm_reward"] = False
+    return dataclasses.replace(cfg, **switches)
+
+
 def _value(outputs: dict[str, torch.Tensor]) -> torch.Tensor:
     return outputs["value"].reshape(-1)  # [B, 1] or [B] -> [B]
 
@@ -364,6 +380,8 @@ def train(spec: ExperimentSpec, source_text: str, source_path: str | Path, out_d
     env_spec = spec.env
     if cfg.norm_reward is None:
         cfg = dataclasses.replace(cfg, norm_reward=env_spec.kind == "game2048")
+    if resume_state is not None:  # switches `.mdl` cannot set keep the values the run started with
+        cfg = _resumed_config(cfg, Path(resume), resume_state)
     num_envs, batch_size = env_spec.envs, cfg.batch_size(env_spec.envs)
     if cfg.minibatches > batch_size:
         raise TrainError(f"minibatches={cfg.minibatches} exceeds the batch size {batch_size} (rollout x envs)")
@@ -373,8 +391,9 @@ def train(spec: ExperimentSpec, source_text: str, source_path: str | Path, out_d
     run_dir = Path(resume) if resume is not None else Path(out_dir) / spec.name / str(seed)
     checkpoint_dir = run_dir / "checkpoints"
     if resume is None:
-        if checkpoint_dir.exists():
-            shutil.rmtree(checkpoint_dir)  # a fresh run replaces an old one in the same place
+        for old in (checkpoint_dir, run_dir / TENSORBOARD_DIR):  # a fresh run replaces an old one there
+            if old.exists():
+                shutil.rmtree(old)
         run_dir.mkdir(parents=True, exist_ok=True)
         (run_dir / Path(source_path).name).write_text(source_text, encoding="utf-8")
         _write_json(run_dir / "ir.json", spec.graph.to_json())
