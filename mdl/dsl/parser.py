@@ -4,7 +4,7 @@ Three steps:
 
 1. Lark's basic lexer turns text into tokens. Catch-all terminals (`BAD`, `BADSTRING`) mean it never
    fails: a stray character becomes a token that is reported here.
-2. `_tokenize` applies the newline rule of LANGUAGE.md: newlines inside `( )`/`[ ]`, after a line that
+2. `tokenize` applies the newline rule of LANGUAGE.md: newlines inside `( )`/`[ ]`, after a line that
    ends with an operator, `,`, `=`, `{` or `->`, or before a line that starts with `->`, are dropped;
    the others, and every `;`, become one `_SEP` token.
 3. The LALR parser is fed token by token. After each separator (and each `{`) it keeps a copy of its
@@ -39,7 +39,7 @@ _CLOSERS = {")": "(", "]": "[", "}": "{"}
 _OWNERS = frozenset({"model", "block", "experiment", "repeat", "sweep"})
 # Keywords that start a top-level item: met inside a body, they mean its `}` is missing.
 _ITEM_KEYWORDS = frozenset({"import", "const", "block", "model", "experiment"})
-_KEYWORDS = frozenset(
+KEYWORDS = frozenset(
     ["import", "as", "const", "block", "model", "experiment", "input", "output", "repeat", "return", "sweep", "true", "false", "none"]
 )
 _MAX_INT_DIGITS = 4000
@@ -455,7 +455,7 @@ def _scanner() -> tuple[re.Pattern, dict[str, str]]:
     return re.compile("|".join(parts)), keywords
 
 
-def _tokenize(text: str, comments: list[ast.Comment], path: str | None, pos: int = 0, line: int = 1) -> list[Token]:
+def tokenize(text: str, comments: list[ast.Comment], path: str | None, pos: int = 0, line: int = 1) -> list[Token]:
     """Scan `text` from offset `pos` (on line `line`) and apply the newline rule in one pass.
 
     Only tokens the parser sees become Lark Tokens (whitespace never does, newlines only when they end
@@ -534,7 +534,7 @@ def parse(text: str, path: str | None = None) -> tuple[ast.Module, list[Diagnost
     comments: list[ast.Comment] = []
     token = _ctx.set(_Context(path, diagnostics))
     try:
-        tokens = _tokenize(text, comments, path)
+        tokens = tokenize(text, comments, path)
         module = _parse_tokens(tokens, text, path, diagnostics)
     finally:
         _ctx.reset(token)
@@ -595,7 +595,7 @@ def _parse_tokens(tokens: list[Token], text: str, path: str | None, diagnostics:
             else:
                 i = _line_start(tokens, i, checkpoint_index)
                 pos, line = tokens[i].start_pos, tokens[i].line
-            tokens[i:] = _tokenize(text, [], path, pos, line)
+            tokens[i:] = tokenize(text, [], path, pos, line)
             n = len(tokens)
             checkpoint, checkpoint_index, checkpoint_opens = parser.copy(deepcopy_values=False), i, list(opens)
             continue
@@ -740,7 +740,7 @@ def _syntax_help(tok: Token, expected: set[str]) -> str | None:
         return "keyword arguments are written `name=value` with a plain name on the left"
     if tok.type in ("NAME", "NUMBER") and "_SEP" in expected:
         return "put each statement on its own line or separate statements with `;`"
-    if tok.value in _KEYWORDS and "NAME" in expected:
+    if tok.value in KEYWORDS and "NAME" in expected:
         return f"`{tok.value}` is a keyword and cannot be used as a name"
     if tok.value == "->" and "NAME" not in expected:
         return "a pipe needs a value on its left: `x -> f`"

@@ -34,7 +34,7 @@ from pygls.workspace import TextDocument
 from mdl.compiler.primitives import BUILTINS, PRIMITIVES
 from mdl.compiler.resolve import ModuleScope
 from mdl.dsl import ast
-from mdl.dsl.parser import _KEYWORDS, Token, _tokenize
+from mdl.dsl.parser import KEYWORDS, Token, tokenize
 
 _IDENT = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 
@@ -119,7 +119,7 @@ class _Indexer:
         self.text = text
         self.scope = scope
         self.out = Index(key)
-        self.out.tokens = _tokenize(text, self.out.comments, None)
+        self.out.tokens = tokenize(text, self.out.comments, None)
         self._starts = [t.start_pos for t in self.out.tokens]
 
     # helpers
@@ -379,7 +379,7 @@ def index(snapshot) -> Index:
     if scope is None:
         out = Index(key)
         with contextlib.suppress(RecursionError):
-            out.tokens = _tokenize(snapshot.text, out.comments, None)
+            out.tokens = tokenize(snapshot.text, out.comments, None)
     else:
         out = _Indexer(snapshot.text, scope, key).run()
     _CACHE[snapshot.uri] = (snapshot, out)
@@ -502,7 +502,7 @@ def prepare_rename(server, uri: str, position: types.Position):
 def _collision(snapshot, idx: Index, occ: Occurrence, new: str) -> str | None:
     if not _IDENT.fullmatch(new):
         return f"`{new}` is not a valid name: names are letters, digits and `_`, not starting with a digit"
-    if new in _KEYWORDS:
+    if new in KEYWORDS:
         return f"`{new}` is a keyword"
     if new in PRIMITIVES or new in BUILTINS:
         return f"`{new}` is a primitive"

@@ -2,7 +2,7 @@
 
 The outline and the folding ranges come from the syntax tree (what the parser recovered, so a file
 with syntax errors still has one) plus the token stream for braces and comments; semantic tokens are
-the parser's own tokens (`mdl.dsl.parser._tokenize`, the scanner the compiler uses, so highlighting
+the parser's own tokens (`mdl.dsl.parser.tokenize`, the scanner the compiler uses, so highlighting
 never disagrees with the grammar), classified by the name index of `mdl.lsp.navigation`: a name is a
 function when it is a primitive, a class when it is a block, a type when it is a model, a parameter, a
 variable (bindings, consts: readonly), a namespace (import aliases) or a property (keyword arguments,
