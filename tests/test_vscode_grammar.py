@@ -4,7 +4,7 @@ Pure Python (always run):
 - the TextMate grammar is JSON with scopeName source.mdl, and its primitive and builtin name lists
   are exactly mdl.compiler.primitives' PRIMITIVES and BUILTINS (run
   editors/vscode/scripts/sync_primitives.py after adding a primitive);
-- every keyword literal of mdl/dsl/grammar.lark is highlighted as a keyword;
+- its keywords are exactly the parser's KEYWORDS (and include every word of mdl/dsl/grammar.lark);
 - package.json contributes the `mdl` language for `.mdl` files with this grammar, and the server
   command defaults to `mdlc lsp`; language-configuration.json uses `#` comments;
 - the grammar test files (apart from invalid.test.mdl) are themselves valid .mdl syntax, so the
@@ -29,7 +29,7 @@ from pathlib import Path
 import pytest
 
 from mdl.compiler.primitives import BUILTINS, PRIMITIVES
-from mdl.dsl.parser import parse
+from mdl.dsl.parser import KEYWORDS, parse
 
 ROOT = Path(__file__).resolve().parent.parent
 EXT = ROOT / "editors" / "vscode"
@@ -41,6 +41,16 @@ NODE_TEST_TIMEOUT_S = 300
 
 def grammar() -> dict:
     return json.loads(GRAMMAR.read_text(encoding="utf-8"))
+
+
+def regexes(node) -> list[str]:
+    """Every `match`, `begin` and `end` regex in a grammar (sub)tree."""
+    if isinstance(node, list):
+        return [r for item in node for r in regexes(item)]
+    if not isinstance(node, dict):
+        return []
+    own = [v for k, v in node.items() if k in ("match", "begin", "end") and isinstance(v, str)]
+    return own + [r for v in node.values() for r in regexes(v)]
 
 
 def alternation(regex: str) -> list[str]:
@@ -72,17 +82,21 @@ def test_grammar_builtins_are_exactly_BUILTINS():
     assert sorted(alternation(grammar()["repository"]["builtin"]["match"])) == sorted(BUILTINS)
 
 
-def test_grammar_highlights_every_keyword_of_the_parser():
+def test_grammar_keywords_are_exactly_the_parsers():
+    """Each keyword is highlighted, and every `(?!(?:kw|...)\\b)` guard (a unit, a call, a model name
+    is never a keyword) lists them all."""
     lark = (ROOT / "mdl" / "dsl" / "grammar.lark").read_text(encoding="utf-8")
-    keywords = set(re.findall(r'"([a-z]+)"', lark))
-    assert {"import", "model", "experiment", "sweep", "none"} <= keywords
+    assert set(re.findall(r'"([a-z]+)"', lark)) <= set(KEYWORDS)
+    repo = grammar()["repository"]
     highlighted = set()
-    for rule in grammar()["repository"]["keyword"]["patterns"]:
+    for rule in repo["keyword"]["patterns"] + repo["constant"]["patterns"]:
         if "match" in rule:
             highlighted.update(re.findall(r"[a-z]+", rule["match"].replace(r"\b", " ")))
-    for rule in grammar()["repository"]["constant"]["patterns"]:
-        highlighted.update(re.findall(r"[a-z]+", rule["match"].replace(r"\b", " ")))
-    assert keywords <= highlighted, f"keywords without highlighting: {sorted(keywords - highlighted)}"
+    assert highlighted == set(KEYWORDS)
+    guards = [g for regex in regexes(grammar()) for g in re.findall(r"\(\?!\(\?:([a-z|]+)\)\\b\)", regex)]
+    assert len(guards) >= 3
+    for guard in guards:
+        assert set(guard.split("|")) == set(KEYWORDS)
 
 
 def test_package_json_contributes_the_language():
