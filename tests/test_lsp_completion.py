@@ -3,27 +3,17 @@ signature help."""
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 import pytest
-import pytest_lsp
 from lsprotocol import types
-from pytest_lsp import ClientServerConfig, LanguageClient, client_capabilities
+from pytest_lsp import LanguageClient
 
 from mdl.compiler.experiment import DEVICES, KEYS, PPO_ARGS
 from mdl.compiler.primitives import PRIMITIVES
 
 ROOT = Path(__file__).resolve().parent.parent
 MOE = ROOT / "examples" / "moe_2048.mdl"
-
-
-@pytest_lsp.fixture(config=ClientServerConfig(server_command=[sys.executable, "-m", "mdl.lsp"]))
-async def client(lsp_client: LanguageClient):
-    await lsp_client.initialize_session(types.InitializeParams(
-        capabilities=client_capabilities("visual-studio-code"), root_uri=ROOT.as_uri()))
-    yield
-    await lsp_client.shutdown_session()
 
 
 _version = 0

@@ -5,19 +5,11 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-import pytest_lsp
+from lsp_client import ERRORS, ROOT, change_document, open_document, published
 from lsprotocol import types
 from pytest_lsp import LanguageClient
-from test_lsp_diagnostics import ERRORS, ROOT, SERVER, change_document, initialize, open_document, published
 
 from mdl.dsl.format import format_source
-
-
-@pytest_lsp.fixture(config=SERVER)
-async def client(lsp_client: LanguageClient):
-    await initialize(lsp_client)
-    yield
-    await lsp_client.shutdown_session()
 
 
 def apply(text: str, edits: list[types.TextEdit]) -> str:

@@ -12,23 +12,15 @@ import asyncio
 import random
 
 import pytest
-import pytest_lsp
+from lsp_client import ERRORS, ROOT, change_document, open_document, published
 from lsprotocol import types
 from pytest_lsp import LanguageClient
-from test_lsp_diagnostics import ERRORS, ROOT, SERVER, change_document, initialize, open_document, published
 
 from mdl.compiler.check import analyze
 
 TOKENS = ["{", "}", "(", ")", "[", "]", "->", "=", "+", ",", ":", "\n", " ", "    ", "x", "model", "block",
           "repeat", "output", "input", "int[B, 4, 4]", "linear(out=4)", "\"", "#", "1e9", "0.5", "é", "ß",
           "Δx", "语", "😀", "\t", "\r\n", "@", "$", "import", "stdlib.blocks", "9" * 40]
-
-
-@pytest_lsp.fixture(config=SERVER)
-async def client(lsp_client: LanguageClient):
-    await initialize(lsp_client)
-    yield
-    await lsp_client.shutdown_session()
 
 
 def utf16_position(text: str, offset: int) -> types.Position:
