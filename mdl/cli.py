@@ -144,15 +144,6 @@ def _write_standalone(compiled, args: argparse.Namespace, out: Console, err: Con
     return EXIT_OK
 
 
-def _fmt_count(n: int | None) -> str:
-    if n is None:
-        return "?"
-    for unit, scale in (("G", 10**9), ("M", 10**6), ("k", 10**3)):
-        if abs(n) >= scale:
-            return f"{n / scale:.2f}{unit}"
-    return str(n)
-
-
 def _fmt_bytes(n: int | None) -> str:
     if n is None:
         return "?"
@@ -183,15 +174,15 @@ def _print_table(out: Console, compiled, batch: int) -> None:
                 opened.add(prefix)
                 c = calls[prefix]
                 table.add_row(f"[bold]{prefix}[/]", f"[bold]{c.block}[/]", "", f"[bold]{c.params:,}[/]",
-                              f"[bold]{_fmt_count(c.flops)}[/]")
+                              f"[bold]{cost.format_count(c.flops)}[/]")
         inside = [i for i in range(1, len(parts)) if ".".join(parts[:i]) in calls]
         short = ".".join(parts[inside[-1]:]) if inside else node.name
         table.add_row("  " * len(inside) + short, node.op, str(node.type), f"{node.params:,}" if node.params else "",
-                      _fmt_count(node.flops) if node.flops else "")
+                      cost.format_count(node.flops) if node.flops else "")
     out.print(table)
     mem = compiled.memory(batch)
     out.print(f"[bold]params[/]        {compiled.params:,}")
-    out.print(f"[bold]FLOPs/sample[/]  {_fmt_count(compiled.flops)}  (forward; a multiply-add is 2 FLOPs)")
+    out.print(f"[bold]FLOPs/sample[/]  {cost.format_count(compiled.flops)}  (forward; a multiply-add is 2 FLOPs)")
     out.print(f"[bold]memory[/]        training {_fmt_bytes(mem.training)} at batch {batch} "
               f"(weights, gradients, Adam, activations); inference {_fmt_bytes(mem.inference)}", soft_wrap=True)
     out.print("[bold]inputs[/]        " + ", ".join(f"{k}: {t}" for k, t in graph.input_types().items()))

@@ -187,3 +187,13 @@ def block_costs(graph: Graph) -> list[BlockCost]:
         out.append(BlockCost(call.path, call.block, call.depth, sum(n.params for n in nodes), flops,
                              call.span.line))
     return out
+
+
+def format_count(n: int | None) -> str:
+    """A count as `mdlc compile` and the editor show FLOPs: `10.73M`, `2.05k`, `257`; `?` when unknown."""
+    if n is None:
+        return "?"
+    for unit, scale in (("G", 10**9), ("M", 10**6), ("k", 10**3)):
+        if abs(n) >= scale:
+            return f"{n / scale:.2f}{unit}"
+    return str(n)

@@ -84,21 +84,15 @@ async def _settle() -> None:
 
 
 def register(server: MdlServer) -> None:
-    @server.feature(types.TEXT_DOCUMENT_DID_OPEN)
-    @server.guarded
-    async def did_open(ls: MdlServer, params: types.DidOpenTextDocumentParams) -> None:
+    async def opened_or_changed(ls: MdlServer, params: types.DidOpenTextDocumentParams
+                                | types.DidChangeTextDocumentParams) -> None:
         document = params.text_document
         await _settle()
         if publish(ls, document.uri, document.version):
             republish_importers(ls, document.uri)
 
-    @server.feature(types.TEXT_DOCUMENT_DID_CHANGE)
-    @server.guarded
-    async def did_change(ls: MdlServer, params: types.DidChangeTextDocumentParams) -> None:
-        document = params.text_document
-        await _settle()
-        if publish(ls, document.uri, document.version):
-            republish_importers(ls, document.uri)
+    server.feature(types.TEXT_DOCUMENT_DID_OPEN)(server.guarded(opened_or_changed))
+    server.feature(types.TEXT_DOCUMENT_DID_CHANGE)(server.guarded(opened_or_changed))
 
     @server.feature(types.TEXT_DOCUMENT_DID_SAVE)
     @server.guarded

@@ -29,16 +29,6 @@ from mdl.dsl.format import format_expr
 # ------------------------------------------------------------------------------------------ formatting
 
 
-def compact(n: int | None) -> str:
-    """A count the way `mdlc compile` prints FLOPs: `10.73M`, `2.05k`, `257`; `?` when unknown."""
-    if n is None:
-        return "?"
-    for unit, scale in (("G", 10**9), ("M", 10**6), ("k", 10**3)):
-        if abs(n) >= scale:
-            return f"{n / scale:.2f}{unit}"
-    return str(n)
-
-
 def param_text(p: ast.Param) -> str:
     """`heads: int`, `top_k: int = 2`, `x` — a block or model parameter as written."""
     text = p.name
@@ -357,13 +347,13 @@ def _figures_lines(figs: list[Figures], repeated_in_one_model: bool) -> list[str
     lines = []
     if len(distinct) == 1:
         p, fl = distinct[0]
-        lines.append(f"**params** {p:,} · **FLOPs/sample** {compact(fl)}")
+        lines.append(f"**params** {p:,} · **FLOPs/sample** {cost.format_count(fl)}")
         if len(figs) > 1:
             lines.append(f"elaborated {len(figs)} times" + (f" (total {p * len(figs):,} params)" if repeated_in_one_model else ""))
     else:
         for f in figs:
             lines.append(f"- in `{f.graph}`{'' if f.node is None else ' (' + f.node.name + ')'}: "
-                         f"{f.params:,} params · {compact(f.flops)} FLOPs/sample")
+                         f"{f.params:,} params · {cost.format_count(f.flops)} FLOPs/sample")
     return lines
 
 
@@ -471,7 +461,7 @@ def _definition_hover(snap, item) -> str:
         if spec is not None:
             text += f"\n\nmodel `{spec.model}`"
             if spec.graph is not None:
-                text += f" · **params** {spec.graph.params:,} · **FLOPs/sample** {compact(cost.total_flops(spec.graph))}"
+                text += f" · **params** {spec.graph.params:,} · **FLOPs/sample** {cost.format_count(cost.total_flops(spec.graph))}"
         return text
     sig = definition_signature(item, block_doc(snap.analysis.scope, item))
     lines = [f"```mdl\n{sig.label}\n```"] + ([sig.doc] if sig.doc else [])
@@ -479,7 +469,7 @@ def _definition_hover(snap, item) -> str:
         g = graphs_for(snap, item)
         if g:
             graph = g[0]
-            lines.append(f"**params** {graph.params:,} · **FLOPs/sample** {compact(cost.total_flops(graph))} "
+            lines.append(f"**params** {graph.params:,} · **FLOPs/sample** {cost.format_count(cost.total_flops(graph))} "
                          f"(at {', '.join(f'{k}={v}' for k, v in graph.args.items()) or 'no arguments'})")
             lines.append("inputs: " + ", ".join(f"`{k}: {t}`" for k, t in graph.input_types().items()))
             lines.append("outputs: " + ", ".join(f"`{k}: {t}`" for k, t in graph.output_types().items()))
