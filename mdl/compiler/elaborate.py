@@ -110,6 +110,16 @@ def is_tensor_param(p: ast.Param) -> bool:
 _PARAM_TYPES = {"int": "int", "float": "float", "bool": "bool", "str": "str", "string": "str", "list": "list"}
 
 
+def _model_key(model: ast.Model, scope: ModuleScope, args: dict[str, Any]) -> tuple | None:
+    """The memo key of a model elaboration, or None when an argument value is not hashable."""
+    key = (id(model), id(scope), tuple(sorted(args.items())))
+    try:
+        hash(key)
+    except TypeError:
+        return None
+    return key
+
+
 class Elaborator:
     """Builds graphs for the models of one program; collects diagnostics (deduplicated by place)."""
 
@@ -121,6 +131,10 @@ class Elaborator:
         self.graph: Graph | None = None
         self._names: set[str] = set()
         self._call_stack: list[str] = []
+        # (model, scope, its resolved arguments) -> (graph, failed): an experiment's model at the
+        # arguments analyze already elaborated it with is not elaborated again (same graph, and its
+        # diagnostics were reported the first time)
+        self._models: dict[tuple, tuple[Graph | None, frozenset[str]]] = {}
 
     # ----------------------------------------------------------------------------- diagnostics
     def report(self, d: Diagnostic) -> None:
@@ -198,6 +212,17 @@ class Elaborator:
                 return None
             self.graph.args[p.name] = value
             frame.vars[p.name] = Binding(value, p.span, "parameter")
+        key = _model_key(model, scope, self.graph.args)
+        if key is not None and key in self._models:
+            graph, failed = self._models[key]
+            self.graph, self._failed = graph, set(failed)
+            return graph
+        graph = self._model_body(model, frame)
+        if key is not None:
+            self._models[key] = (graph, frozenset(self._failed))
+        return graph
+
+    def _model_body(self, model: ast.Model, frame: Frame) -> Graph | None:
         try:
             self.exec_body(model.body, frame)
         except Abort:

@@ -18,6 +18,7 @@ UTF-8/32 ones get the right columns on lines with non-ASCII text.
 
 from __future__ import annotations
 
+import gc
 import importlib
 import inspect
 import logging
@@ -184,7 +185,13 @@ def build_server() -> MdlServer:
 
 def main() -> int:
     """Run the server on stdio until the client exits."""
-    build_server().start_io()
+    server = build_server()
+    # An analysis allocates ~10^5 short-lived objects; with CPython's default thresholds the cyclic GC
+    # runs dozens of young collections per edit and rescans the server's own long-lived objects
+    # (frozen here, after start-up). Fewer, larger young generations cut the time to publish.
+    gc.freeze()
+    gc.set_threshold(50_000, 20, 100)
+    server.start_io()
     return 0
 
 
