@@ -34,12 +34,39 @@ Semantics, for x [N, d], router weight [E, d], k = top_k:
 from __future__ import annotations
 
 import math
+import os
 from typing import NamedTuple
 
 import torch
 from torch import Tensor, nn
 
 ACTIVATIONS = ("gelu", "relu", "silu", "tanh", "sigmoid")
+BACKENDS = ("reference", "triton")
+
+
+def moe_backend(x: Tensor) -> str:
+    """Which implementation runs `mdl::moe` (and its backward) for x: "reference" or "triton".
+
+    `MDL_MOE_BACKEND=reference|triton` forces one (triton also runs on CPU tensors under
+    `TRITON_INTERPRET=1`); unset, CUDA tensors take the Triton kernels when `mdl.compiler.kernels`
+    can run (triton installed), everything else the reference. The kernels are imported lazily, so
+    none of this needs triton installed.
+    """
+    forced = os.environ.get("MDL_MOE_BACKEND", "").strip().lower()
+    if forced:
+        if forced not in BACKENDS:
+            raise ValueError(f"MDL_MOE_BACKEND={forced!r}; expected one of {list(BACKENDS)}")
+        if forced == "triton":
+            from mdl.compiler import kernels
+            if not kernels.available():
+                raise RuntimeError("MDL_MOE_BACKEND=triton, but the Triton MoE kernels cannot run here "
+                                   "(triton missing, or no CUDA device and TRITON_INTERPRET unset)")
+        return forced
+    if x.is_cuda:
+        from mdl.compiler import kernels
+        if kernels.available():
+            return "triton"
+    return "reference"
 
 
 def moe_reference(x: torch.Tensor, router_weight: torch.Tensor, w1: torch.Tensor, b1: torch.Tensor,
@@ -99,6 +126,14 @@ def moe_reference(x: torch.Tensor, router_weight: torch.Tensor, w1: torch.Tensor
     return y, mean_prob, token_fraction, dropped_fraction
 
 
+def _moe_dispatch(x: Tensor, router_weight: Tensor, w1: Tensor, b1: Tensor, w2: Tensor, b2: Tensor,
+                  top_k: int, act: str, capacity: float | None) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    if moe_backend(x) == "triton":
+        from mdl.compiler import kernels
+        return kernels.moe_triton(x, router_weight, w1, b1, w2, b2, top_k, act, capacity)
+    return moe_reference(x, router_weight, w1, b1, w2, b2, top_k, act, capacity)
+
+
 @torch.library.custom_op("mdl::moe", mutates_args=())
 def moe(x: Tensor, router_weight: Tensor, w1: Tensor, b1: Tensor, w2: Tensor, b2: Tensor,
         top_k: int, act: str, capacity: float | None) -> tuple[Tensor, Tensor, Tensor, Tensor]:
@@ -107,8 +142,16 @@ def moe(x: Tensor, router_weight: Tensor, w1: Tensor, b1: Tensor, w2: Tensor, b2
     x [N, d]; router_weight [E, d] (bias-free, nn.Linear layout); w1 [E, d, h]; b1 [E, h]; w2 [E, h, d];
     b2 [E, d]. Returns (y [N, d], mean_prob [E], token_fraction [E], dropped_fraction []), all in x's
     dtype; y and mean_prob are differentiable, the fractions are counts and are not.
+    The implementation is chosen per call by `moe_backend`.
     """
-    return moe_reference(x, router_weight, w1, b1, w2, b2, top_k, act, capacity)
+    return _moe_dispatch(x, router_weight, w1, b1, w2, b2, top_k, act, capacity)
+
+
+@moe.register_kernel("cuda")
+def _moe_cuda(x: Tensor, router_weight: Tensor, w1: Tensor, b1: Tensor, w2: Tensor, b2: Tensor,
+              top_k: int, act: str, capacity: float | None) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    """The CUDA implementation: the Triton kernels unless MDL_MOE_BACKEND=reference (or triton is missing)."""
+    return _moe_dispatch(x, router_weight, w1, b1, w2, b2, top_k, act, capacity)
 
 
 @moe.register_fake
@@ -181,8 +224,27 @@ def moe_backward(grad_y: Tensor, grad_mean_prob: Tensor, x: Tensor, router_weigh
     Written out by hand from a recomputed routing and recomputed expert activations (like activation
     checkpointing), in plain torch ops with no autograd inside: a custom op's kernel runs below the
     autograd dispatch key, and this way it also works under any TorchDispatchMode (FLOP counters).
-    The routing itself (sort, capacity) is piecewise constant and has no gradient.
+    The routing itself (sort, capacity) is piecewise constant and has no gradient. With the Triton
+    backend (`moe_backend`) the same formulas run on the Triton routing and permutation.
     """
+    return _moe_backward_dispatch(grad_y, grad_mean_prob, x, router_weight, w1, b1, w2, b2, top_k, act, capacity)
+
+
+def _moe_backward_dispatch(grad_y: Tensor, grad_mean_prob: Tensor, x: Tensor, router_weight: Tensor, w1: Tensor,
+                           b1: Tensor, w2: Tensor, b2: Tensor, top_k: int, act: str,
+                           capacity: float | None) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor, Tensor]:
+    if moe_backend(x) == "triton":
+        from mdl.compiler import kernels
+        return kernels.moe_triton_backward(grad_y, grad_mean_prob, x, router_weight, w1, b1, w2, b2,
+                                           top_k, act, capacity)
+    return _moe_backward_reference(grad_y, grad_mean_prob, x, router_weight, w1, b1, w2, b2, top_k, act,
+                                   capacity)
+
+
+def _moe_backward_reference(grad_y: Tensor, grad_mean_prob: Tensor, x: Tensor, router_weight: Tensor, w1: Tensor,
+                            b1: Tensor, w2: Tensor, b2: Tensor, top_k: int, act: str,
+                            capacity: float | None) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor, Tensor]:
+    """`mdl::moe_backward` in plain torch (the reference backend)."""
     n, d = x.shape
     route = _route(x, router_weight, top_k, capacity)
     token_of = torch.arange(n, device=x.device).repeat(top_k)
@@ -223,6 +285,13 @@ def moe_backward(grad_y: Tensor, grad_mean_prob: Tensor, x: Tensor, router_weigh
     grad_x = grad_x + grad_logits @ router_weight
     grad_router = grad_logits.T @ x
     return grad_x, grad_router, grad_w1, grad_b1, grad_w2, grad_b2
+
+
+@moe_backward.register_kernel("cuda")
+def _moe_backward_cuda(grad_y: Tensor, grad_mean_prob: Tensor, x: Tensor, router_weight: Tensor, w1: Tensor,
+                       b1: Tensor, w2: Tensor, b2: Tensor, top_k: int, act: str,
+                       capacity: float | None) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor, Tensor]:
+    return _moe_backward_dispatch(grad_y, grad_mean_prob, x, router_weight, w1, b1, w2, b2, top_k, act, capacity)
 
 
 @moe_backward.register_fake
