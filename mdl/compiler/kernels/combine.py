@@ -22,7 +22,7 @@ def _combine_kernel(out_ptr, slot_ptr, y_ptr, N, D, stride_om, stride_yn,
     cols = pid_d * BLOCK_D + tl.arange(0, BLOCK_D)
     row_ok = rows < N
     col_ok = cols < D
-    acc = tl.zeros((BLOCK_T, BLOCK_D), dtype=tl.float32)
+    acc = tl.full((BLOCK_T, BLOCK_D), 0.0, tl.float32)
     for j in tl.static_range(TOP_K):
         slot = tl.load(slot_ptr + rows * TOP_K + j, mask=row_ok, other=-1)
         ok = slot >= 0

@@ -20,21 +20,6 @@ BLOCK_N_MAX = 128
 
 
 @triton.jit
-def _activation(v, ACT: tl.constexpr):
-    if ACT == 0:  # exact gelu
-        v = 0.5 * v * (1.0 + tl.math.erf(v * 0.7071067811865476))
-    elif ACT == 1:
-        v = tl.maximum(v, 0.0)
-    elif ACT == 2:
-        v = v * tl.sigmoid(v)
-    elif ACT == 3:
-        v = 2.0 * tl.sigmoid(2.0 * v) - 1.0
-    else:
-        v = tl.sigmoid(v)
-    return v
-
-
-@triton.jit
 def _grouped_gemm_kernel(a_ptr, rows_ptr, w_ptr, bias_ptr, scale_ptr, out_ptr,
                          tile_expert_ptr, tile_first_ptr, tile_end_ptr, K, NCOL,
                          stride_am, stride_ak, stride_we, stride_wk, stride_wn, stride_be, stride_om,
@@ -53,7 +38,7 @@ def _grouped_gemm_kernel(a_ptr, rows_ptr, w_ptr, bias_ptr, scale_ptr, out_ptr,
         a_rows = slots
     cols = pid_n * BLOCK_N + tl.arange(0, BLOCK_N)
     col_ok = cols < NCOL
-    acc = tl.zeros((BLOCK_M, BLOCK_N), dtype=tl.float32)
+    acc = tl.full((BLOCK_M, BLOCK_N), 0.0, tl.float32)
     for k0 in range(0, K, BLOCK_K):
         ks = k0 + tl.arange(0, BLOCK_K)
         k_ok = ks < K
@@ -64,8 +49,17 @@ def _grouped_gemm_kernel(a_ptr, rows_ptr, w_ptr, bias_ptr, scale_ptr, out_ptr,
         acc = tl.dot(a, b, acc, input_precision="ieee")
     bias = tl.load(bias_ptr + expert * stride_be + cols, mask=col_ok, other=0.0)
     acc += bias.to(tl.float32)[None, :]
-    if ACT >= 0:
-        acc = _activation(acc, ACT)
+    # the activation, inlined (ACT -1: none)
+    if ACT == 0:  # exact gelu
+        acc = 0.5 * acc * (1.0 + tl.math.erf(acc * 0.7071067811865476))
+    elif ACT == 1:
+        acc = tl.maximum(acc, 0.0)
+    elif ACT == 2:
+        acc = acc / (1.0 + tl.exp(-acc))
+    elif ACT == 3:
+        acc = 2.0 / (1.0 + tl.exp(-2.0 * acc)) - 1.0
+    elif ACT == 4:
+        acc = 1.0 / (1.0 + tl.exp(-acc))
     if SCALE:  # fc2: times the routing weight of each slot
         w = tl.load(scale_ptr + slots, mask=slot_ok, other=0.0)
         acc = acc * w.to(tl.float32)[:, None]

@@ -6,6 +6,8 @@ import torch
 import triton
 import triton.language as tl
 
+from ._lang import add_combine, max_combine, min_combine
+
 BLOCK_N = 64  # tokens per program
 
 
@@ -19,7 +21,7 @@ def _routing_kernel(x_ptr, r_ptr, probs_ptr, chosen_ptr, weights_ptr, N, D, E,
     cols = tl.arange(0, BLOCK_E)
     row_ok = rows < N
     col_ok = cols < E
-    acc = tl.zeros((BLOCK_N, BLOCK_E), dtype=tl.float32)
+    acc = tl.full((BLOCK_N, BLOCK_E), 0.0, tl.float32)
     for k0 in range(0, D, BLOCK_D):
         ks = k0 + tl.arange(0, BLOCK_D)
         k_ok = ks < D
@@ -31,18 +33,18 @@ def _routing_kernel(x_ptr, r_ptr, probs_ptr, chosen_ptr, weights_ptr, N, D, E,
     if HALF:  # the reference computes the logits in x's dtype, then the softmax in float32
         acc = acc.to(x_ptr.dtype.element_ty).to(tl.float32)
     logits = tl.where(col_ok[None, :], acc, float("-inf"))
-    top = tl.max(logits, axis=1)
+    top = tl.reduce(logits, 1, max_combine)
     exps = tl.exp(logits - top[:, None])
     exps = tl.where(col_ok[None, :], exps, 0.0)
-    probs = exps / tl.sum(exps, axis=1)[:, None]
+    probs = exps / tl.reduce(exps, 1, add_combine)[:, None]
     tl.store(probs_ptr + rows[:, None] * E + cols[None, :], probs, mask=row_ok[:, None] & col_ok[None, :])
 
     # top-k: k rounds of "largest probability, lowest index among equals", then knock it out
     remaining = tl.where(col_ok[None, :], probs, -1.0)
-    total = tl.zeros((BLOCK_N,), dtype=tl.float32)
+    total = tl.full((BLOCK_N,), 0.0, tl.float32)
     for j in tl.static_range(TOP_K):
-        best = tl.max(remaining, axis=1)
-        pick = tl.min(tl.where(remaining == best[:, None], cols[None, :], BLOCK_E), axis=1)
+        best = tl.reduce(remaining, 1, max_combine)
+        pick = tl.reduce(tl.where(remaining == best[:, None], cols[None, :], BLOCK_E), 1, min_combine)
         tl.store(chosen_ptr + rows * TOP_K + j, pick, mask=row_ok)
         tl.store(weights_ptr + rows * TOP_K + j, best, mask=row_ok)
         total += best
