@@ -245,8 +245,16 @@ def _moe_backward_reference(grad_y: Tensor, grad_mean_prob: Tensor, x: Tensor, r
                             b1: Tensor, w2: Tensor, b2: Tensor, top_k: int, act: str,
                             capacity: float | None) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor, Tensor]:
     """`mdl::moe_backward` in plain torch (the reference backend)."""
+    return backward_from_routing(grad_y, grad_mean_prob, x, router_weight, w1, b1, w2, b2, top_k, act,
+                                 _route(x, router_weight, top_k, capacity))
+
+
+def backward_from_routing(grad_y: Tensor, grad_mean_prob: Tensor, x: Tensor, router_weight: Tensor, w1: Tensor,
+                          b1: Tensor, w2: Tensor, b2: Tensor, top_k: int, act: str,
+                          route: _Routing) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor, Tensor]:
+    """The six gradients of `mdl::moe` given the forward's routing (the reference's `_route`, or the
+    Triton backend's routing kernel and permutation: both backends share these formulas)."""
     n, d = x.shape
-    route = _route(x, router_weight, top_k, capacity)
     token_of = torch.arange(n, device=x.device).repeat(top_k)
     tokens = token_of[route.kept]
     weight_of = route.weights.T.reshape(-1).to(x.dtype)[route.kept]
