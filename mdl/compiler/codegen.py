@@ -50,56 +50,6 @@ class Scope(nn.Module):
             self.add_module(name, module)
 '''
 
-_ACTIVATIONS = '''
-ACTIVATIONS = {
-    "gelu": F.gelu,
-    "relu": F.relu,
-    "silu": F.silu,
-    "tanh": torch.tanh,
-    "sigmoid": torch.sigmoid,
-}
-'''
-
-_MOE = '''
-class MoE(nn.Module):
-    """Token-choice mixture of experts over [.., d]: `moe_reference` on the tokens flattened to [N, d].
-
-    Parameters: router.weight [E, d] (a bias-free linear router) and the experts stacked along dim 0:
-    w1 [E, d, h], b1 [E, h], w2 [E, h, d], b2 [E, d]. While training, each expert takes at most
-    ceil(capacity * N * top_k / E) assignments; in eval mode every token gets its experts. After each
-    forward, `aux_loss` is `balance` times the Switch load-balancing loss E * sum(token_fraction *
-    mean_prob), and `stats` holds the detached routing statistics.
-    """
-
-    def __init__(self, d: int, experts: int, hidden: int, top_k: int = 2, act: str = "gelu",
-                 capacity: float | None = 1.25, balance: float = 0.01):
-        super().__init__()
-        self.d, self.experts, self.hidden, self.top_k = d, experts, hidden, top_k
-        self.act, self.capacity, self.balance = act, capacity, balance
-        self.router = nn.Linear(d, experts, bias=False)
-        self.w1 = nn.Parameter(torch.empty(experts, d, hidden))
-        self.b1 = nn.Parameter(torch.empty(experts, hidden))
-        self.w2 = nn.Parameter(torch.empty(experts, hidden, d))
-        self.b2 = nn.Parameter(torch.empty(experts, d))
-        self.aux_loss: Tensor = torch.zeros(())
-        self.stats: dict[str, Tensor] = {}
-        with torch.no_grad():  # nn.Linear's initialisation for each expert layer
-            for weight, bias, fan_in in ((self.w1, self.b1, d), (self.w2, self.b2, hidden)):
-                bound = 1 / math.sqrt(fan_in)
-                weight.uniform_(-bound, bound)
-                bias.uniform_(-bound, bound)
-
-    def forward(self, x: Tensor) -> Tensor:
-        capacity = self.capacity if self.training else None  # inference is dropless: rows are independent
-        y, mean_prob, token_fraction, dropped_fraction = moe_reference(
-            x.reshape(-1, self.d), self.router.weight, self.w1, self.b1, self.w2, self.b2,
-            self.top_k, self.act, capacity)
-        self.aux_loss = self.balance * self.experts * (token_fraction * mean_prob).sum()
-        self.stats = {"token_fraction": token_fraction.detach(), "mean_prob": mean_prob.detach(),
-                      "dropped_fraction": dropped_fraction.detach()}
-        return y.reshape(x.shape)
-'''
-
 # Names the generated file defines or imports at module level: no local variable may take them.
 _GLOBALS = frozenset({"math", "torch", "F", "nn", "Tensor", "Scope", "ACTIVATIONS", "SelfAttention",
                       "PositionalEncoding", "sinusoids", "MLP", "MoE", "moe_reference"})
@@ -115,6 +65,32 @@ def _layer_source(*names: str) -> str:
     from mdl.compiler.ops import layers
 
     return "\n\n".join(inspect.getsource(getattr(layers, name)) for name in names)
+
+
+def _activations_source() -> str:
+    """`ACTIVATIONS` of mdl.compiler.ops.layers as written there (name -> function; `MLP` and `MoE` check
+    their `act` against it)."""
+    import inspect
+
+    from mdl.compiler.ops import layers
+
+    lines, _ = inspect.getsourcelines(layers)
+    start = next(i for i, line in enumerate(lines) if line.startswith("ACTIVATIONS = {"))
+    end = next(i for i in range(start, len(lines)) if lines[i].startswith("}"))
+    return "".join(lines[start:end + 1])
+
+
+def _moe_module_source() -> str:
+    """The live `MoE` module of mdl.compiler.ops.moe, calling `moe_reference` directly instead of the
+    `mdl::moe` custom op (the standalone file needs only torch)."""
+    import inspect
+
+    from mdl.compiler.ops.moe import MoE
+
+    source = inspect.getsource(MoE)
+    if source.count("torch.ops.mdl.moe(") != 1:
+        raise RuntimeError("MoE.forward must call torch.ops.mdl.moe exactly once for the standalone export")
+    return source.replace("torch.ops.mdl.moe(", "moe_reference(")
 
 
 class _Internal(Exception):
@@ -218,8 +194,8 @@ class _Generator:
         parts = []
         if self._needs_scope():
             parts.append(_SCOPE)
-        if "mlp" in ops:
-            parts.append(_ACTIVATIONS)
+        if "mlp" in ops or "moe" in ops:
+            parts.append(_activations_source())
         if "attention" in ops:
             parts.append(_layer_source("SelfAttention"))
         if "pos_encoding" in ops:
@@ -228,7 +204,7 @@ class _Generator:
             parts.append(_layer_source("MLP"))
         if "moe" in ops:
             parts.append(moe_reference_source())
-            parts.append(_MOE)
+            parts.append(_moe_module_source())
         return [p.lstrip("\n") for p in parts]
 
     # ------------------------------------------------------------------------------ modules
