@@ -75,3 +75,9 @@ def change_document(client: LanguageClient, uri: str, version: int, text: str,
               else types.TextDocumentContentChangePartial(range=range_, text=text))
     client.text_document_did_change(types.DidChangeTextDocumentParams(
         types.VersionedTextDocumentIdentifier(uri=uri, version=version), [change]))
+
+
+def open_with_text(client: LanguageClient, path: Path, text: str | None = None) -> tuple[str, str]:
+    """Open `path` (or `text` under its URI) as version 1: (uri, text)."""
+    text = path.read_text(encoding="utf-8") if text is None else text
+    return open_document(client, path, text), text

@@ -5,19 +5,13 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from lsp_client import open_with_text as _open
 from lsprotocol import types
 from pytest_lsp import LanguageClient
 
 from mdl.compiler.check import analyze
 
 ROOT = Path(__file__).resolve().parent.parent
-
-
-def _open(client: LanguageClient, path: Path, text: str | None = None) -> tuple[str, str]:
-    text = path.read_text(encoding="utf-8") if text is None else text
-    client.text_document_did_open(types.DidOpenTextDocumentParams(types.TextDocumentItem(
-        uri=path.as_uri(), language_id="mdl", version=1, text=text)))
-    return path.as_uri(), text
 
 
 def _at(text: str, needle: str, nth: int = 0, into: int = 1) -> types.Position:
