@@ -17,7 +17,6 @@ the games are played one at a time on a single board drawn live.
 from __future__ import annotations
 
 import dataclasses
-import json
 import time
 from pathlib import Path
 from typing import Any
@@ -27,24 +26,14 @@ import torch
 
 from mdl.compiler.experiment import ExperimentSpec
 from mdl.runtime import ppo
-from mdl.runtime.checkpoint import load_checkpoint, load_latest_checkpoint
-from mdl.runtime.train import TILES, DesignMismatch, TrainError, action_mask, make_envs, resolve_device
+from mdl.runtime.checkpoint import load_checkpoint
+from mdl.runtime.errors import DesignChanged, EvalError, RunNotFound
+from mdl.runtime.rundir import RunDir
+from mdl.runtime.train import TILES, action_mask, make_envs, resolve_device
 
 MAX_2048_ENVS = 64  # boards stepped together when evaluating a 2048 policy
 MAX_GYM_ENVS = 16  # sync gym envs stepped together
 ACTION_NAMES = ("up", "right", "down", "left")  # 2048's actions 0..3
-
-
-class EvalError(TrainError):
-    """A policy that cannot be loaded or evaluated (no checkpoint, a damaged file): a message for the user."""
-
-
-class RunNotFound(EvalError):
-    """The path given is not a run directory or a checkpoint inside one (a usage error)."""
-
-
-class DesignChanged(EvalError, DesignMismatch):
-    """The run's design copy has errors, or its architecture is not the checkpoint's."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -70,31 +59,9 @@ class LoadedPolicy:
 # Loading
 
 
-def _run_and_checkpoint(path: Path) -> tuple[Path, Path | None]:
-    """(run directory, checkpoint file or None for "the newest")."""
-    if not path.exists():
-        raise RunNotFound(f"no such run directory or checkpoint: {path}")
-    if path.is_dir():
-        if path.name == "checkpoints" and (path.parent / "config.json").is_file():
-            return path.parent, None  # a run's checkpoints/ folder: the run
-        return path, None
-    if path.parent.name != "checkpoints":
-        raise RunNotFound(f"{path} is not a run directory, nor a checkpoint in a run's checkpoints/ folder")
-    return path.parent.parent, path
-
-
 def read_run_config(run_dir: Path) -> dict[str, Any]:
-    try:
-        config = json.loads((run_dir / "config.json").read_text(encoding="utf-8"))
-        if not isinstance(config, dict) or not isinstance(config.get("source"), str):
-            raise ValueError("no `source` in a JSON object")
-        if "experiment" not in config:
-            raise KeyError("experiment")
-        int(config["seed"])
-    except (OSError, ValueError, KeyError, TypeError) as exc:
-        raise RunNotFound(f"{run_dir} has no readable config.json ({type(exc).__name__}: {exc}); "
-                          "is it a run directory (OUT/<experiment>/<seed>/)?") from None
-    return config
+    """`config.json` of a run (RunNotFound when it is not a run directory)."""
+    return RunDir(run_dir).read_config()
 
 
 def run_design(run_dir: Path, config: dict[str, Any]) -> tuple[ExperimentSpec, str, Path]:
@@ -102,7 +69,7 @@ def run_design(run_dir: Path, config: dict[str, Any]) -> tuple[ExperimentSpec, s
     the copy's text and path."""
     from mdl.compiler.check import analyze
 
-    source = run_dir / Path(config["source"]).name
+    source = RunDir(run_dir).design_path(config)
     name = str(config["experiment"])
     try:
         text = source.read_text(encoding="utf-8")
@@ -131,14 +98,14 @@ def load_policy(path: str | Path, device: str = "cpu") -> LoadedPolicy:
     from mdl.compiler.api import architecture_hash
     from mdl.compiler.lower import lower
 
-    run_dir, file = _run_and_checkpoint(Path(path))
-    config = read_run_config(run_dir)
+    run, file = RunDir.of(path)
+    run_dir, config = run.path, run.read_config()
     dev = resolve_device(device)
     skipped: tuple[tuple[Path, str], ...] = ()
     if file is None:
-        found = load_latest_checkpoint(run_dir / "checkpoints")
+        found = run.latest_checkpoint()
         if found is None:
-            raise EvalError(f"no loadable checkpoint in {run_dir / 'checkpoints'}; nothing to evaluate")
+            raise EvalError(f"no loadable checkpoint in {run.checkpoints}; nothing to evaluate")
         file, state, skipped_list = found
         skipped = tuple(skipped_list)
     else:

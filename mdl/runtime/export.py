@@ -52,6 +52,21 @@ import uuid
 from pathlib import Path, PurePosixPath
 from typing import Any
 
+from mdl.runtime.errors import (
+    ArchitectureMismatch,
+    CarriesCode,
+    DesignChanged,
+    EvalError,
+    ExportError,
+    LoadError,
+    NotAnExport,
+    RunNotFound,
+    SourceNotFound,
+    TrainError,
+    VerificationFailed,
+)
+from mdl.runtime.rundir import RunDir, read_json
+
 FORMATS = ("pt", "json", "py", "onnx")
 MOE_MODES = ("fused", "portable")
 MARKER = "mdl_export"  # the key (its value: the format version) that makes a .pt an mdl export
@@ -61,41 +76,6 @@ VERIFY_BATCH = 8
 ATOL = 1e-5  # pt and py are the same computation (bit for bit expected); the tolerance only guards BLAS
 PT_KEYS = ("mdl_export", "model", "experiment", "architecture_hash", "params", "weights", "source",
            "source_name", "imports", "ir", "training", "versions", "created")
-
-
-# --------------------------------------------------------------------------------------------- errors
-class ExportError(Exception):
-    """An export or load that cannot be done: a message for the user; `exit_code` for `mdlc`."""
-
-    exit_code = 3
-
-
-class SourceNotFound(ExportError):
-    """No such file or directory, or not a kind of source export knows (a usage error)."""
-
-    exit_code = 2
-
-
-class LoadError(ExportError):
-    """A file that does not load: not a zip archive, truncated, corrupt, unreadable."""
-
-
-class CarriesCode(LoadError):
-    """A pickle that names code or objects beyond tensors and plain data: refused without running it."""
-
-
-class NotAnExport(LoadError):
-    """A file that loads but is not an mdl export (no `mdl_export` marker)."""
-
-
-class ArchitectureMismatch(LoadError):
-    """The carried design does not compile to the carried architecture (hash), or its design copy changed."""
-
-    exit_code = 1
-
-
-class VerificationFailed(ExportError):
-    """The written file does not reproduce the model."""
 
 
 # -------------------------------------------------------------------------------------- JSON schema
@@ -192,17 +172,6 @@ class _Source:
     training: dict[str, Any] | None = None
 
 
-def _is_training_checkpoint(path: Path) -> bool:
-    return path.parent.name == "checkpoints" and (path.parent.parent / "config.json").is_file()
-
-
-def _read_json(path: Path) -> Any:
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return None
-
-
 def _file_imports(text: str, path: Path) -> dict[str, str]:
     """The text of every file the design imports by path (transitively), by path relative to its folder."""
     from mdl.dsl import ast
@@ -264,20 +233,19 @@ def _from_run(path: Path, model: str | None) -> _Source:
         raise SourceNotFound(f"{path} holds a run of model `{graph.model}`, not `{model}`; leave out --model")
     compiled = CompiledModel(graph.model, graph, text, str(source))
     compiled._module = policy.module.cpu().eval()
-    summary = _read_json(policy.run_dir / "summary.json")
+    summary = RunDir(policy.run_dir).read_summary()
     training = {"experiment": spec.name, "seed": int(policy.config["seed"]), "step": policy.step,
                 "checkpoint": policy.checkpoint.name, "run_dir": str(policy.run_dir),
-                "config": policy.config, "summary": summary if isinstance(summary, dict) else None}
+                "config": policy.config, "summary": summary}
     one_file = path.is_file()
-    base = policy.run_dir / "export" / (f"{graph.model}.step_{policy.step}" if one_file else graph.model)
+    base = RunDir(policy.run_dir).export_dir / (f"{graph.model}.step_{policy.step}" if one_file else graph.model)
     imports = _file_imports(text, source)
     return _Source(compiled, "checkpoint" if one_file else "run", base, source.name, experiment=spec.name,
                    imports=imports, training=training)
 
 
 def _load_policy(path: Path, device: str = "cpu"):
-    from mdl.runtime.evaluate import DesignChanged, EvalError, RunNotFound, load_policy
-    from mdl.runtime.train import TrainError
+    from mdl.runtime.evaluate import load_policy
 
     try:
         return load_policy(path, device=device)
@@ -295,7 +263,7 @@ def _resolve(source: str | Path, model: str | None, seed: int) -> _Source:
     path = Path(source)
     if not path.exists():
         raise SourceNotFound(f"no such design, run directory or checkpoint: {path}")
-    if path.is_dir() or _is_training_checkpoint(path):
+    if path.is_dir() or RunDir.is_checkpoint_in_run(path):
         return _from_run(path, model)
     if path.suffix == ".mdl":
         return _from_design(path, model, seed)
@@ -580,7 +548,7 @@ def load(path: str | Path, device: str = "cpu"):
     path = Path(path)
     if not path.exists():
         raise SourceNotFound(f"no such file or run directory: {path}")
-    if path.is_dir() or _is_training_checkpoint(path):
+    if path.is_dir() or RunDir.is_checkpoint_in_run(path):
         src = _from_run(path, None)
         if device != "cpu":
             src.compiled._module = src.compiled.module.to(_device(device))
@@ -750,20 +718,18 @@ def read_ir(path: str | Path) -> tuple[dict[str, Any], str | None, str]:
     path = Path(path)
     if not path.exists():
         raise SourceNotFound(f"no such checkpoint, run directory or export: {path}")
-    if path.is_dir() or _is_training_checkpoint(path):
-        from mdl.runtime.evaluate import RunNotFound, _run_and_checkpoint, read_run_config
-
+    if path.is_dir() or RunDir.is_checkpoint_in_run(path):
         try:
-            run_dir, _file = _run_and_checkpoint(path)
-            config = read_run_config(run_dir)
+            run, _file = RunDir.of(path)
+            config = run.read_config()
         except RunNotFound as exc:
             raise SourceNotFound(str(exc)) from None
-        ir = _read_json(run_dir / "ir.json")
+        ir = read_json(run.ir_path)
         if not isinstance(ir, dict) or "nodes" not in ir:
-            raise LoadError(f"{run_dir / 'ir.json'} is missing or damaged")
-        return ir, config.get("architecture_hash"), f"{run_dir / 'ir.json'}"
+            raise LoadError(f"{run.ir_path} is missing or damaged")
+        return ir, config.get("architecture_hash"), f"{run.ir_path}"
     if path.suffix == ".json":
-        document = _read_json(path)
+        document = read_json(path)
         problems, _ = validate_ir_document(document)
         if problems:
             raise NotAnExport(f"{path} is not an mdl IR export ({problems[0]})")

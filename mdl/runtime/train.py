@@ -66,19 +66,12 @@ from mdl.compiler.ops.moe import MoE
 from mdl.files import write_text_atomic
 from mdl.runtime import ppo
 from mdl.runtime.checkpoint import load_latest_checkpoint, save_checkpoint
+from mdl.runtime.errors import DesignMismatch, TrainError
 from mdl.runtime.metrics import TENSORBOARD_DIR, MetricsLog
 
 TILES = (256, 512, 1024, 2048)  # summary.json `tile_rates`
 _LOGGED = ("policy_loss", "value_loss", "entropy", "approx_kl", "clip_fraction", "aux_loss")  # PPOLoss fields
 HISTORY = 100  # episodes in the running means (mean_return, mean_score, tile rates)
-
-
-class TrainError(Exception):
-    """A run that cannot start (no budget, a device that is not there): a message for the user."""
-
-
-class DesignMismatch(TrainError):
-    """`--resume` of a run whose design has errors or differs from its checkpoint's architecture."""
 
 
 # ---------------------------------------------------------------------------------------------------
