@@ -1,4 +1,5 @@
-"""mdl.cli (`mdlc`): exit codes, the human and JSON renderings of diagnostics, `compile` output and `fmt`.
+"""mdl.cli (`mdlc`): exit codes, the human and JSON renderings of diagnostics, `compile` output, `fmt` and
+the export report's ONNX MoE fallbacks.
 
 The commands run in-process through `mdl.cli.main([...])` (fast); one test runs the installed `mdlc`
 entry point in a subprocess.
@@ -20,6 +21,7 @@ from mdl.compiler.api import compile_file
 DATA = Path(__file__).resolve().parent / "data" / "check"
 CLEAN = DATA / "clean.mdl"  # no diagnostics at all
 HEADS = DATA / "heads.mdl"  # one E0203 on line 5
+EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 
 
 def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
@@ -251,6 +253,27 @@ def test_fmt_a_missing_file_exits_2(capsys: pytest.CaptureFixture[str]) -> None:
     code, _, err = run(capsys, "fmt", "--check", "missing.mdl")
     assert code == 2
     assert "no such file: missing.mdl" in err
+
+
+# ---------------------------------------------------------------------------------------------- export
+
+
+def test_export_onnx_names_each_moe_fallback(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    """com.microsoft.MoE has no exact (erf) GELU: the human report says which moe became the portable node."""
+    pytest.importorskip("onnxruntime")
+    from mdl.compiler.api import compile_source
+
+    source = (EXAMPLES / "moe_2048.mdl").read_text(encoding="utf-8")
+    design = tmp_path / "small_moe.mdl"  # moe_2048's gelu experts, one layer at d=16 to stay quick
+    design.write_text(source.replace("const D = 128", "const D = 16").replace("layers: int = 2", "layers: int = 1"),
+                      encoding="utf-8")
+    [node] = [n.name for n in compile_source(design.read_text(encoding="utf-8")).ir.nodes if n.op == "moe"]
+    code, out, err = run(capsys, "export", str(design), "--format", "onnx", "-o", str(tmp_path / "m.onnx"))
+    assert code == 0, out + err
+    assert "verified" in out
+    fallbacks = [line for line in out.splitlines() if line.startswith("fallback:")]
+    assert fallbacks == [f"fallback: moe `{node}` written as the portable mdl node "
+                         "(com.microsoft.MoE's gelu is the tanh approximation (approximate_gelu=True accepts it))"]
 
 
 # ------------------------------------------------------------------------------------------------ usage
