@@ -6,6 +6,7 @@ registry for `gym("Id")`. The result, `ExperimentSpec`, holds every resolved set
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import itertools
 from dataclasses import dataclass, field
@@ -68,6 +69,25 @@ class ExperimentSpec:
     checkpoint_keep: int = 3
     export: tuple[str, ...] = ()
     device: str = "auto"
+    point: dict[str, Any] = field(default_factory=dict)  # the sweep point this spec is at (`at`); {} = none
+    # Every sweep point's model graph, by `args_key(model_args)` (elaborated while checking the sweep).
+    point_graphs: dict[tuple, Graph] = field(default_factory=dict, repr=False)
+
+    def points(self) -> list[dict[str, Any]]:
+        """The sweep's grid, one dict ("model.experts" -> 8, "algo.lr" -> 1e-4) per point, the first key
+        varying slowest (the order keys are written in); `[{}]` without a sweep."""
+        keys = list(self.sweep)
+        return [dict(zip(keys, combo, strict=True)) for combo in itertools.product(*self.sweep.values())]
+
+    def at(self, point: dict[str, Any]) -> ExperimentSpec:
+        """This experiment at one sweep point: its PPO settings and model arguments replaced by the
+        point's values, and the model graph the checker built for them."""
+        algo, model_args = dict(self.algo), dict(self.model_args)
+        for key, value in point.items():
+            target, name = key.split(".", 1)
+            (algo if target == "algo" else model_args)[name] = value
+        graph = self.point_graphs.get(args_key(model_args), self.graph) if model_args != self.model_args else self.graph
+        return dataclasses.replace(self, algo=algo, model_args=model_args, graph=graph, point=dict(point))
 
 
 class _Gym:
@@ -447,8 +467,15 @@ class ExperimentChecker:
             if _same_args(args, spec.model_args):
                 continue  # the experiment's own model: elaborated and checked against the env already
             graph = self.el.model(model, self.scope, args, self._arg_spans(model_entry), sweep.span)
+            if graph is not None:
+                spec.point_graphs[args_key(args)] = graph
             if graph is not None and spec.env is not None:
                 self._against_env(graph, spec.env, model_entry, model_entry)
+
+
+def args_key(args: dict[str, Any]) -> tuple:
+    """A hashable key of compile-time arguments that tells `4`, `4.0` and `true` apart."""
+    return tuple(sorted((k, repr(v)) for k, v in args.items()))
 
 
 def _same_args(a: dict[str, Any], b: dict[str, Any]) -> bool:
