@@ -28,8 +28,10 @@ from mdl.compiler.experiment import ExperimentSpec
 from mdl.runtime import ppo
 from mdl.runtime.checkpoint import load_checkpoint
 from mdl.runtime.errors import DesignChanged, EvalError, RunNotFound
+from mdl.runtime.rollout import make_envs
 from mdl.runtime.rundir import RunDir
-from mdl.runtime.train import TILES, action_mask, make_envs, resolve_device
+from mdl.runtime.train import resolve_device
+from mdl.runtime.trainstate import TILES, action_mask
 
 MAX_2048_ENVS = 64  # boards stepped together when evaluating a 2048 policy
 MAX_GYM_ENVS = 16  # sync gym envs stepped together
@@ -57,34 +59,6 @@ class LoadedPolicy:
 
 # ---------------------------------------------------------------------------------------------------
 # Loading
-
-
-def read_run_config(run_dir: Path) -> dict[str, Any]:
-    """`config.json` of a run (RunNotFound when it is not a run directory)."""
-    return RunDir(run_dir).read_config()
-
-
-def run_design(run_dir: Path, config: dict[str, Any]) -> tuple[ExperimentSpec, str, Path]:
-    """The experiment rebuilt from the run's `.mdl` copy (for `eval`, `train --resume` and export), with
-    the copy's text and path."""
-    from mdl.compiler.check import analyze
-
-    source = RunDir(run_dir).design_path(config)
-    name = str(config["experiment"])
-    try:
-        text = source.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        raise EvalError(f"cannot read the design copy {source} ({exc})") from None
-    analysis = analyze(text, str(source))
-    if not analysis.ok:
-        first = next(d for d in analysis.diagnostics if d.is_error)
-        raise DesignChanged(f"the design copy {source} has errors ({first.code}: {first.message})")
-    spec = analysis.experiments.get(name)
-    if spec is None:
-        raise DesignChanged(f"the design copy {source} has no experiment `{name}`")
-    if spec.graph is None or spec.env is None:
-        raise DesignChanged(f"experiment `{name}` in {source} has no checked model or environment")
-    return spec, text, source
 
 
 def load_policy(path: str | Path, device: str = "cpu") -> LoadedPolicy:
@@ -117,7 +91,7 @@ def load_policy(path: str | Path, device: str = "cpu") -> LoadedPolicy:
     if not isinstance(state, dict) or not isinstance(state.get("model"), dict) or "step" not in state:
         raise EvalError(f"{file} is not a training checkpoint (no model weights and step)")
 
-    spec, _text, _source = run_design(run_dir, config)
+    spec, _text, _source = run.design(config)
     if state.get("experiment", spec.name) != spec.name:
         raise EvalError(f"{file} is a checkpoint of experiment `{state['experiment']}`, not `{spec.name}`")
     saved_hash = state.get("architecture_hash") or config.get("architecture_hash")

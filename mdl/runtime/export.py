@@ -224,10 +224,8 @@ def _from_design(path: Path, model: str | None, seed: int) -> _Source:
 
 def _from_run(path: Path, model: str | None) -> _Source:
     from mdl.compiler.api import CompiledModel
-    from mdl.runtime.evaluate import run_design
-
     policy = _load_policy(path)
-    spec, text, source = run_design(policy.run_dir, policy.config)
+    spec, text, source = RunDir(policy.run_dir).design(policy.config)
     graph = spec.graph
     if model is not None and model != graph.model:
         raise SourceNotFound(f"{path} holds a run of model `{graph.model}`, not `{model}`; leave out --model")

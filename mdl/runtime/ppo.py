@@ -423,6 +423,57 @@ def global_grad_norm_clip(parameters: Iterable[Tensor], max_norm: float) -> Tens
     return nn.utils.clip_grad_norm_(parameters, max_norm, foreach=True)
 
 
+UPDATE_LOGGED = ("policy_loss", "value_loss", "entropy", "approx_kl", "clip_fraction", "aux_loss")
+
+
+@dataclass(frozen=True, slots=True)
+class Batch:
+    """One rollout flattened to B = T * N samples for the update (`mdl.runtime.rollout` builds it)."""
+
+    obs: Tensor  # [B, *obs]
+    mask: Tensor | None  # [B, actions] legal actions, or None when the env has no mask
+    actions: Tensor  # [B]
+    logprobs: Tensor  # [B] log pi_old(action)
+    advantages: Tensor  # [B]
+    returns: Tensor  # [B]
+    values: Tensor  # [B] V_old(obs)
+    valid: Tensor  # [B] False on the reset steps of a NEXT_STEP rollout (left out of every mean)
+
+
+def update(module: nn.Module, optimizer: torch.optim.Optimizer, batch: Batch, cfg: PPOConfig,
+           generator: torch.Generator, value_of: Any, moe: bool = False) -> dict[str, float]:
+    """`cfg.epochs` passes of `cfg.minibatches` clipped-surrogate steps over `batch` (CleanRL's inner
+    loop): a fresh shuffle per epoch from `generator`, the global grad-norm clip, and the target-KL
+    early stop after an epoch. `value_of(outputs)` reads the value head as [B]; `moe` adds the MoE
+    balance loss. Returns the mean of each `UPDATE_LOGGED` term over the minibatch steps taken. Raises
+    FloatingPointError before the optimizer step when a loss is not finite."""
+    module.train()
+    sums = dict.fromkeys(UPDATE_LOGGED, 0.0)
+    count = 0
+    device = batch.actions.device
+    for _epoch in range(cfg.epochs):
+        for idx in minibatch_indices(batch.actions.shape[0], cfg.minibatches, generator, device=device):
+            outputs = module(batch.obs[idx])
+            log_probs = policy_log_probs(outputs["policy"], batch.mask[idx] if batch.mask is not None else None)
+            result = ppo_loss(
+                log_prob_of(log_probs, batch.actions[idx]), batch.logprobs[idx], batch.advantages[idx],
+                value_of(outputs), batch.values[idx], batch.returns[idx], entropy_of(log_probs), cfg.clip,
+                cfg.vf_coef, cfg.ent_coef, cfg.clip_vloss, cfg.norm_adv,
+                aux_loss=moe_aux_loss(module) if moe else 0.0, mask=batch.valid[idx])
+            if not torch.isfinite(result.loss):
+                raise FloatingPointError(f"the loss became {float(result.loss.detach())}")
+            optimizer.zero_grad(set_to_none=True)
+            result.loss.backward()
+            global_grad_norm_clip(module.parameters(), cfg.max_grad_norm)
+            optimizer.step()
+            for key in UPDATE_LOGGED:
+                sums[key] += float(getattr(result, key))
+            count += 1
+        if cfg.target_kl is not None and float(result.approx_kl) > cfg.target_kl:
+            break
+    return {k: v / count for k, v in sums.items()}
+
+
 # ---------------------------------------------------------------------------------------------------
 # Mixture-of-experts terms
 

@@ -31,7 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from mdl.files import write_text_atomic
-from mdl.runtime.errors import RunNotFound
+from mdl.runtime.errors import DesignChanged, EvalError, RunNotFound
 
 CONFIG, SUMMARY, IR, METRICS = "config.json", "summary.json", "ir.json", "metrics.jsonl"
 CHECKPOINTS, TENSORBOARD, EXPORT, LOCK = "checkpoints", "tensorboard", "export", ".lock"
@@ -147,6 +147,33 @@ class RunDir:
         from mdl.runtime.checkpoint import load_latest_checkpoint
 
         return load_latest_checkpoint(self.checkpoints, map_location)
+
+    def design(self, config: dict[str, Any]):
+        """The run's experiment rebuilt from its `.mdl` copy, at the run's sweep point: (spec, the copy's
+        text, its path). DesignChanged when the copy has errors or lacks the experiment (for `eval`,
+        `train --resume` and export)."""
+        from mdl.compiler.check import analyze
+
+        source = self.design_path(config)
+        name = str(config["experiment"])
+        try:
+            text = source.read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as exc:
+            raise EvalError(f"cannot read the design copy {source} ({exc})") from None
+        analysis = analyze(text, str(source))
+        if not analysis.ok:
+            first = next(d for d in analysis.diagnostics if d.is_error)
+            raise DesignChanged(f"the design copy {source} has errors ({first.code}: {first.message})")
+        spec = analysis.experiments.get(name)
+        if spec is None:
+            raise DesignChanged(f"the design copy {source} has no experiment `{name}`")
+        point = config.get("point") or {}
+        if not isinstance(point, dict) or any(key not in spec.sweep for key in point):
+            raise DesignChanged(f"the design copy {source} has no sweep point {point} in experiment `{name}`")
+        spec = spec.at({k: tuple(v) if isinstance(v, list) else v for k, v in point.items()})
+        if spec.graph is None or spec.env is None:
+            raise DesignChanged(f"experiment `{name}` in {source} has no checked model or environment")
+        return spec, text, source
 
     @staticmethod
     def of(path: str | Path) -> tuple[RunDir, Path | None]:
