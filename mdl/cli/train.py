@@ -1,4 +1,5 @@
-"""`mdlc train FILE` and `mdlc train --resume RUN_DIR`: PPO for one seed, into a run directory."""
+"""`mdlc train FILE` (every run of an experiment: `mdl.runtime.plan`, `mdl.runtime.sweep`) and
+`mdlc train --resume RUN_DIR` (one run, continued)."""
 
 from __future__ import annotations
 
@@ -6,15 +7,20 @@ import argparse
 import json
 
 from rich.console import Console
+from rich.table import Table
 
-from mdl.cli.common import Sources, fail, parse_budget, read_text_file
+from mdl.cli.common import Sources, fail, fmt_bytes, parse_budget, positive_int, read_text_file
 from mdl.runtime.errors import EXIT_ERRORS, EXIT_OK, EXIT_RUNTIME, EXIT_USAGE
+from mdl.runtime.rundir import RunDir
+
+LOCAL_RAY = "local"  # mdl.runtime.ray_tune.LOCAL (that module imports Ray's adapter: not at start-up)
 
 
 def cmd_train(args: argparse.Namespace, out: Console, err: Console) -> int:
-    """Train one experiment for one seed. Exit 0 when the run completes or is stopped by Ctrl-C (it is
-    checkpointed first), 1 for a design with errors (or, with --resume, a design that no longer matches
-    the checkpoint), 2 for a usage error, 3 when the loss diverges."""
+    """Run an experiment: every sweep point x seed (or those --seed / --point select), continuing what an
+    earlier call left. Exit 0 when every run completed (or Ctrl-C stopped them, checkpointed), 1 for a
+    design with errors (or, with --resume, a design that no longer matches the checkpoint), 2 for a
+    usage error, 3 when a run failed or diverged (the others are kept)."""
     from mdl.compiler.check import analyze
     from mdl.compiler.render import print_diagnostics
 
@@ -45,16 +51,97 @@ def cmd_train(args: argparse.Namespace, out: Console, err: Console) -> int:
     if args.experiment is None and len(names) != 1:
         return fail(err, f"{args.file} has {len(names)} experiments; pick one with "
                          f"--experiment ({', '.join(names) or 'none'})", EXIT_USAGE)
-    from mdl.runtime.train import TrainError, train
+    from mdl.runtime.errors import MdlRuntimeError
+    from mdl.runtime.plan import plan
 
     spec = analysis.experiments[args.experiment or names[0]]
     try:
-        summary = train(spec, text, args.file, out_dir=args.out, seed=args.seed, budget_steps=budget_steps,
-                        budget_seconds=budget_seconds, device=args.device, deterministic=args.deterministic,
-                        progress=True, console=err)
-    except TrainError as exc:  # exit 2 (a run that cannot start); without --resume, never a DesignMismatch
+        runs = plan(spec, args.out, seeds=[args.seed] if args.seed is not None else None, point=args.point,
+                    budget_steps=budget_steps)
+    except MdlRuntimeError as exc:
         return fail(err, exc)
-    return _train_finished(summary, out, err)
+    if args.plan:
+        return _print_plan(runs, out, args.json)
+    if not runs.runs:
+        return fail(err, f"every point of experiment `{spec.name}` is pruned; nothing to train", EXIT_USAGE)
+    from mdl.runtime.sweep import Options, run_experiment
+
+    options = Options(jobs=args.jobs, ray=args.ray, fresh=args.fresh, budget_steps=budget_steps,
+                      budget_seconds=budget_seconds, device=args.device, deterministic=args.deterministic)
+    try:
+        outcome = run_experiment(runs, text, args.file, options, console=err)
+    except MdlRuntimeError as exc:
+        return fail(err, exc)
+    return _experiment_finished(runs, outcome, out, err, args.json)
+
+
+def _print_plan(runs, out: Console, as_json: bool) -> int:
+    """`--plan`: the runs and each point's static costs; nothing is trained."""
+    from rich.markup import escape
+
+    from mdl.compiler.cost import format_count
+
+    if as_json:
+        print(json.dumps(runs.to_json(), indent=2))
+        return EXIT_OK
+    seeds = sorted({r.seed for r in runs.runs})
+    out.print(f"experiment {escape(runs.experiment)}: {len(runs.runs)} run{'s' * (len(runs.runs) != 1)} "
+              f"({len(runs.points)} point{'s' * (len(runs.points) != 1)} x seeds {', '.join(map(str, seeds))}) "
+              f"under {escape(str(runs.experiment_dir))}", highlight=False, soft_wrap=True)
+    table = Table(box=None, header_style="bold")
+    for column in ("point", "params", "FLOPs/sample", "train memory", "compute", "pruned"):
+        table.add_column(column, justify="left" if column in ("point", "pruned") else "right")
+    for p in runs.points:
+        table.add_row(escape(p.name or "(no sweep)"), f"{p.params:,}", format_count(p.flops), fmt_bytes(p.memory_bytes),
+                      f"{p.compute:.3g}" if p.compute is not None else "-", escape(p.pruned or ""))
+    out.print(table)
+    return EXIT_OK
+
+
+def _experiment_finished(runs, outcome, out: Console, err: Console, as_json: bool) -> int:
+    from rich.markup import escape
+
+    summary = outcome.summary
+    if as_json:
+        print(json.dumps(summary, indent=2))
+    elif len(runs.runs) == 1:
+        run = RunDir(runs.runs[0].run_dir)
+        out.print(f"run: {escape(str(run.path))}", highlight=False, soft_wrap=True)
+        out.print(json.dumps(run.read_summary() or summary["runs"][0], indent=2), highlight=False, soft_wrap=True)
+    else:
+        _print_points(summary, out)
+        out.print(f"summary: {escape(str(runs.experiment_dir / 'summary.json'))}", highlight=False, soft_wrap=True)
+    for run in outcome.failed:
+        fail(err, f"{run['run_dir']}: {run['status']}: {run['error'] or 'see its summary.json'}")
+    if outcome.failed:
+        err.print(f"{len(outcome.failed)} of {len(runs.runs)} runs failed or diverged; the others are kept; "
+                  "run the same command again to retry the failed ones", highlight=False, soft_wrap=True)
+        return EXIT_RUNTIME
+    if outcome.stopped:
+        err.print("interrupted: checkpointed and stopped; run the same command again to continue",
+                  highlight=False, soft_wrap=True)
+    return EXIT_OK
+
+
+def _print_points(summary: dict, out: Console) -> None:
+    """The per-point table: n, mean ± std, min, max, IQM, bootstrap 95% interval; the best point marked."""
+    from rich.markup import escape
+
+    def num(x) -> str:
+        return "-" if x is None else f"{x:,.1f}"
+
+    best = (summary.get("best") or {}).get("point")
+    table = Table(title=f"experiment {escape(summary['experiment'])}: score (mean return of the last 100 episodes)",
+                  title_justify="left", box=None, header_style="bold")
+    for column in ("point", "n", "mean ± std", "min", "max", "IQM", "95% CI", "params"):
+        table.add_column(column, justify="left" if column == "point" else "right")
+    for p in summary["points"]:
+        mark = " [bold green]best[/]" if best is not None and p["point"] == best and len(summary["points"]) > 1 else ""
+        spread = f"{num(p['mean'])} ± {num(p['std'])}" if p["std"] is not None else num(p["mean"])
+        ci = f"[{num(p['ci95'][0])}, {num(p['ci95'][1])}]" if p["ci95"] else "-"
+        table.add_row(escape(p.get("name") or "(no sweep)") + mark, str(p["n"]), spread, num(p["min"]),
+                      num(p["max"]), num(p["iqm"]), ci, f"{p['params']:,}")
+    out.print(table)
 
 
 def _resume(args: argparse.Namespace, out: Console, err: Console, budget_steps: int | None,
@@ -93,11 +180,23 @@ def _train_finished(summary: dict, out: Console, err: Console) -> int:
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("train", help="train an experiment with PPO for one seed; write a run directory")
+    p = sub.add_parser("train", help="run an experiment with PPO: every sweep point and seed, continuing "
+                                     "where an earlier call stopped")
     p.add_argument("file", metavar="FILE", nargs="?", help="the design (leave out with --resume)")
     p.add_argument("--experiment", metavar="NAME", help="the experiment to run (default: the file's only one)")
-    p.add_argument("--out", metavar="DIR", default="runs", help="where runs go: DIR/<experiment>/<seed>/ (default runs)")
-    p.add_argument("--seed", type=int, help="the seed (default: the experiment's first)")
+    p.add_argument("--out", metavar="DIR", default="runs",
+                   help="where runs go: DIR/<experiment>/<seed>/, DIR/<experiment>/<point>/<seed>/ with a sweep "
+                        "(default runs)")
+    p.add_argument("--seed", type=int, help="run only this seed (default: every seed of the experiment)")
+    p.add_argument("--point", metavar="K=V,...", help="run only the sweep points with these values, e.g. experts=8")
+    p.add_argument("--jobs", type=positive_int, metavar="N",
+                   help="runs at once in local worker processes (default: as many as fit the cores)")
+    p.add_argument("--ray", nargs="?", const=LOCAL_RAY, metavar="ADDRESS",
+                   help="hand the runs to Ray Tune on the cluster at ADDRESS (host:port); a local Ray without one")
+    p.add_argument("--plan", action="store_true", help="print the runs and each point's static costs; train nothing")
+    p.add_argument("--fresh", action="store_true", help="start the selected runs over instead of continuing them")
+    p.add_argument("--json", action="store_true",
+                   help="print the experiment summary (with --plan: the plan) as JSON on stdout")
     p.add_argument("--budget", metavar="Q", help='replace the budget: "10k steps", "30 s", "2 min"')
     p.add_argument("--device", choices=("auto", "cpu", "cuda"), help="default: the experiment's (auto)")
     p.add_argument("--deterministic", action="store_true",

@@ -1,0 +1,133 @@
+"""Ray Tune as the cluster engine: `mdlc train FILE --ray [ADDRESS]`.
+
+Each run that needs work becomes one Tune trial (a grid over the runs' indices) whose trainable calls
+`mdl.runtime.runjob.run_job`, and so the same `train` as the local scheduler: no second training loop.
+The trial reports every update's metrics (`tune.report`: step, score, steps/s, the budget fraction);
+a Tune callback on the driver feeds them to the same `Board` display and, as each trial ends, hands
+the run's own `summary.json` to the driver (which alone writes `runs.sqlite`).
+
+Faults: `FailureConfig(max_failures=N)` retries a trial whose process died (a killed worker, a lost
+node); the retried trial finds the run's checkpoints in its run directory and resumes from the newest
+(our checkpoints, not Tune's, so a retry and a later `mdlc train` continue the same way).
+
+Resources: each trial takes one CPU (one torch thread) and, when the cluster has GPUs and the device is
+not `cpu`, an equal share of them. Runs write their directories under OUT as locally, and Tune keeps its
+own experiment state in `OUT/.ray/`: with several machines, OUT must be on storage every node mounts
+at the same path (NFS, a shared volume), and every node needs mdl installed (`pip install mdl[cluster]`).
+`pip install -e ".[cluster]"` adds `ray[tune]`; it is not part of the core install.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from mdl.runtime.errors import TrainError
+from mdl.runtime.plan import Plan
+from mdl.runtime.rundir import RunDir
+from mdl.runtime.runjob import RunJob, record_failure
+from mdl.runtime.scheduler import Board
+
+LOCAL = "local"  # `--ray` without an address: a Ray started for this command
+
+
+def _ray():
+    try:
+        import ray
+        from ray import tune
+    except ImportError:
+        raise TrainError('--ray needs Ray Tune: pip install -e ".[cluster]" (or pip install "ray[tune]")') from None
+    return ray, tune
+
+
+def _trial(config: dict[str, Any], jobs: list[RunJob]) -> None:
+    """The Tune trainable: one run, its metrics reported per update."""
+    from ray import tune
+
+    from mdl.runtime.runjob import run_job
+
+    job = jobs[int(config["index"])]
+
+    def report(line: dict[str, Any], fraction: float) -> None:
+        tune.report({"step": line.get("step", 0), "score": line.get("mean_score", line.get("mean_return")),
+                     "steps_per_second": line.get("steps_per_second"), "fraction": fraction})
+
+    summary = run_job(job, report=report)
+    tune.report({"step": summary.get("steps", 0), "fraction": 1.0, "status": summary.get("status")})
+
+
+def run_on_ray(jobs: list[RunJob], address: str, plan: Plan, board: Board,
+               on_done: Callable[[RunJob, dict[str, Any]], None], max_failures: int = 2) -> bool:
+    """Run `jobs` as Tune trials on the cluster at `address` (LOCAL: a local Ray). Returns False when
+    stopped before every trial ended."""
+    ray, tune = _ray()
+    os.environ.setdefault("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "1")  # our run dirs hold the metrics
+    os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
+    try:
+        ray.init(address=None if address == LOCAL else address, include_dashboard=False, log_to_driver=False,
+                 ignore_reinit_error=True, configure_logging=False)
+    except (ConnectionError, RuntimeError, ValueError) as exc:
+        raise TrainError(f"cannot reach a Ray cluster at {address}: {exc}") from None
+    try:
+        resources = {"cpu": 1}
+        gpus = float(ray.cluster_resources().get("GPU", 0))
+        if gpus and (jobs[0].device or "auto") != "cpu":
+            resources["gpu"] = min(1.0, gpus / len(jobs))
+        callback = _progress_callback(tune, jobs, board, on_done)
+        storage = (Path(plan.out) / ".ray").resolve()
+        tuner = tune.Tuner(
+            tune.with_resources(tune.with_parameters(_trial, jobs=jobs), resources),
+            param_space={"index": tune.grid_search(list(range(len(jobs))))},
+            run_config=tune.RunConfig(name=plan.experiment, storage_path=str(storage), verbose=0,
+                                      failure_config=tune.FailureConfig(max_failures=max_failures),
+                                      callbacks=[callback]))
+        results = tuner.fit()
+        for i, job in enumerate(jobs):  # a trial that ended without the callback seeing it (errors)
+            if i not in callback.finished:
+                summary = RunDir(Path(job.run_dir)).read_summary()
+                error = next((r.error for r in results if r.config.get("index") == i and r.error), None)
+                if summary is None or summary.get("status") not in ("completed", "diverged", "failed"):
+                    summary = record_failure(job, f"the Ray trial failed: {error}" if error else "the Ray trial failed")
+                callback.finish(i, summary)
+        return all((RunDir(Path(j.run_dir)).read_summary() or {}).get("status") != "interrupted" for j in jobs)
+    finally:
+        ray.shutdown()
+
+
+def _progress_callback(tune: Any, jobs: list[RunJob], board: Board,
+                       on_done: Callable[[RunJob, dict[str, Any]], None]):
+    """A Tune callback on the driver: trial starts and results to the board, ended trials to `on_done`."""
+
+    class Progress(tune.Callback):
+        def __init__(self) -> None:
+            self.finished: set[int] = set()
+
+        def finish(self, i: int, summary: dict[str, Any]) -> None:
+            if i in self.finished:
+                return
+            self.finished.add(i)
+            board.finish(jobs[i].run_dir, summary.get("status", "failed"))
+            on_done(jobs[i], summary)
+
+        def on_trial_start(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+            job = jobs[int(trial.config["index"])]
+            board.start(job.run_dir, job.label)
+
+        def on_trial_result(self, iteration: int, trials: list, trial: Any, result: dict, **info: Any) -> None:
+            job = jobs[int(trial.config["index"])]
+            line = {"step": result.get("step", 0), "mean_score": result.get("score"),
+                    "steps_per_second": result.get("steps_per_second") or 0}
+            board.progress(job.run_dir, line, float(result.get("fraction") or 0.0))
+
+        def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+            i = int(trial.config["index"])
+            summary = RunDir(Path(jobs[i].run_dir)).read_summary() or {
+                "status": "failed", "error": "the trial wrote no summary"}
+            self.finish(i, summary)
+
+    return Progress()
+
+
+__all__ = ["LOCAL", "run_on_ray"]
