@@ -19,6 +19,7 @@ at the same path (NFS, a shared volume), and every node needs mdl installed (`pi
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from collections.abc import Callable
 from pathlib import Path
@@ -42,6 +43,24 @@ def _ray():
     return ray, tune
 
 
+def _host(address: str) -> str:
+    return address.removeprefix("ray://").rsplit(":", 1)[0].strip("[]")
+
+
+def _reachable(address: str, timeout: float = 5.0) -> None:
+    """Fail at once, with a message, when nothing listens at `address` (Ray itself retries for minutes)."""
+    import socket
+
+    host, _, port = address.removeprefix("ray://").rpartition(":")
+    if not host or not port.isdigit():
+        raise TrainError(f"--ray takes HOST:PORT (the head node's GCS address, e.g. 127.0.0.1:6379), not {address!r}")
+    try:
+        socket.create_connection((host.strip("[]"), int(port)), timeout=timeout).close()
+    except OSError as exc:
+        raise TrainError(f"cannot reach a Ray cluster at {address} ({exc.strerror or exc}); start one with "
+                         f"`ray start --head --port {port}` or leave out the address for a local Ray") from None
+
+
 def _trial(config: dict[str, Any], jobs: list[RunJob]) -> None:
     """The Tune trainable: one run, its metrics reported per update."""
     from ray import tune
@@ -62,9 +81,14 @@ def run_on_ray(jobs: list[RunJob], address: str, plan: Plan, board: Board,
                on_done: Callable[[RunJob, dict[str, Any]], None], max_failures: int = 2) -> bool:
     """Run `jobs` as Tune trials on the cluster at `address` (LOCAL: a local Ray). Returns False when
     stopped before every trial ended."""
-    ray, tune = _ray()
-    os.environ.setdefault("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "1")  # our run dirs hold the metrics
     os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
+    if address == LOCAL or _host(address) in ("127.0.0.1", "localhost", "::1"):
+        # Ray on Linux swaps 127.0.0.1 for the machine's network address unless this is 0; a cluster on
+        # this machine is then reached on the loopback address it was started with.
+        os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
+    if address != LOCAL:
+        _reachable(address)
+    ray, tune = _ray()  # after the environment above: Ray reads it when it is imported
     try:
         ray.init(address=None if address == LOCAL else address, include_dashboard=False, log_to_driver=False,
                  ignore_reinit_error=True, configure_logging=False)
@@ -77,8 +101,11 @@ def run_on_ray(jobs: list[RunJob], address: str, plan: Plan, board: Board,
             resources["gpu"] = min(1.0, gpus / len(jobs))
         callback = _progress_callback(tune, jobs, board, on_done)
         storage = (Path(plan.out) / ".ray").resolve()
+        # Trials run in other working directories (on other machines): they get absolute run paths,
+        # while the driver's records keep the plan's.
+        trials = [dataclasses.replace(j, run_dir=str(Path(j.run_dir).resolve())) for j in jobs]
         tuner = tune.Tuner(
-            tune.with_resources(tune.with_parameters(_trial, jobs=jobs), resources),
+            tune.with_resources(tune.with_parameters(_trial, jobs=trials), resources),
             param_space={"index": tune.grid_search(list(range(len(jobs))))},
             run_config=tune.RunConfig(name=plan.experiment, storage_path=str(storage), verbose=0,
                                       failure_config=tune.FailureConfig(max_failures=max_failures),
@@ -89,7 +116,8 @@ def run_on_ray(jobs: list[RunJob], address: str, plan: Plan, board: Board,
                 summary = RunDir(Path(job.run_dir)).read_summary()
                 error = next((r.error for r in results if r.config.get("index") == i and r.error), None)
                 if summary is None or summary.get("status") not in ("completed", "diverged", "failed"):
-                    summary = record_failure(job, f"the Ray trial failed: {error}" if error else "the Ray trial failed")
+                    summary = record_failure(job, f"the Ray trial failed: {error}" if error else "the Ray trial failed",
+                                             resumable=True)
                 callback.finish(i, summary)
         return all((RunDir(Path(j.run_dir)).read_summary() or {}).get("status") != "interrupted" for j in jobs)
     finally:
@@ -98,36 +126,49 @@ def run_on_ray(jobs: list[RunJob], address: str, plan: Plan, board: Board,
 
 def _progress_callback(tune: Any, jobs: list[RunJob], board: Board,
                        on_done: Callable[[RunJob, dict[str, Any]], None]):
-    """A Tune callback on the driver: trial starts and results to the board, ended trials to `on_done`."""
+    """A Tune callback on the driver: trial starts and results to the board, ended trials to `on_done`.
 
-    class Progress(tune.Callback):
-        def __init__(self) -> None:
-            self.finished: set[int] = set()
+    The class is made once, when Ray is there, and kept as this module's `Progress`, so that Tune's
+    pickling of its run config finds it by name; `__getstate__` leaves the display and the index out."""
+    global Progress
+    if "Progress" not in globals():
+        Progress = type("Progress", (tune.Callback, _ProgressHooks), {"__module__": __name__})
+    return Progress(jobs, board, on_done)
 
-        def finish(self, i: int, summary: dict[str, Any]) -> None:
-            if i in self.finished:
-                return
-            self.finished.add(i)
-            board.finish(jobs[i].run_dir, summary.get("status", "failed"))
-            on_done(jobs[i], summary)
 
-        def on_trial_start(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
-            job = jobs[int(trial.config["index"])]
-            board.start(job.run_dir, job.label)
+class _ProgressHooks:
+    def __init__(self, jobs: list[RunJob], board: Board, on_done: Callable[[RunJob, dict[str, Any]], None]):
+        self.jobs, self.board, self.on_done = jobs, board, on_done
+        self.finished: set[int] = set()
 
-        def on_trial_result(self, iteration: int, trials: list, trial: Any, result: dict, **info: Any) -> None:
-            job = jobs[int(trial.config["index"])]
+    def __getstate__(self) -> dict[str, Any]:
+        return {"jobs": [], "board": None, "on_done": None, "finished": set()}
+
+    def finish(self, i: int, summary: dict[str, Any]) -> None:
+        if i in self.finished or self.board is None:
+            return
+        self.finished.add(i)
+        self.board.finish(self.jobs[i].run_dir, summary.get("status", "failed"))
+        self.on_done(self.jobs[i], summary)
+
+    def on_trial_start(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+        if self.board is not None:
+            job = self.jobs[int(trial.config["index"])]
+            self.board.start(job.run_dir, job.label)
+
+    def on_trial_result(self, iteration: int, trials: list, trial: Any, result: dict, **info: Any) -> None:
+        if self.board is not None:
+            job = self.jobs[int(trial.config["index"])]
             line = {"step": result.get("step", 0), "mean_score": result.get("score"),
                     "steps_per_second": result.get("steps_per_second") or 0}
-            board.progress(job.run_dir, line, float(result.get("fraction") or 0.0))
+            self.board.progress(job.run_dir, line, float(result.get("fraction") or 0.0))
 
-        def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+    def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+        if self.board is not None:
             i = int(trial.config["index"])
-            summary = RunDir(Path(jobs[i].run_dir)).read_summary() or {
+            summary = RunDir(Path(self.jobs[i].run_dir)).read_summary() or {
                 "status": "failed", "error": "the trial wrote no summary"}
             self.finish(i, summary)
-
-    return Progress()
 
 
 __all__ = ["LOCAL", "run_on_ray"]

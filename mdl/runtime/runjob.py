@@ -6,7 +6,7 @@ the experiment's name, the sweep point and the seed, not compiled objects), so i
 process or to another machine and is rebuilt there by the front end in milliseconds.
 
 `run_job` decides from the run directory what to do: a run with checkpoints and no outcome (killed,
-or stopped by Ctrl-C) resumes from its newest checkpoint; any other run that reaches it starts afresh
+or stopped by Ctrl-C), or whose process died, resumes from its newest checkpoint; any other run that reaches it starts afresh
 (the driver keeps finished runs and never sends them). When a run completes, the experiment's
 `export` list is written to `<run>/export/` and verified (`mdl.runtime.export`); a failed export is
 recorded in the run's `summary.json` (`exports`) without losing the run. An exception (an env that
@@ -74,7 +74,7 @@ def run_job(job: RunJob, report: Callable[[dict[str, Any], float], None] | None 
         from mdl.runtime.train import train
 
         spec = job.spec()
-        resume = run.path if run.status() == "interrupted" and run.latest_checkpoint() is not None else None
+        resume = run.path if _resumable(run) else None
         summary = train(spec, job.source_text, job.source_path, run_dir=run.path, seed=job.seed,
                         budget_steps=job.budget_steps, budget_seconds=job.budget_seconds, device=job.device,
                         deterministic=job.deterministic, progress=progress, console=console, resume=resume,
@@ -88,13 +88,26 @@ def run_job(job: RunJob, report: Callable[[dict[str, Any], float], None] | None 
     return summary
 
 
-def record_failure(job: RunJob, exc: BaseException | str, details: str = "") -> dict[str, Any]:
-    """Write and return the summary of a run that failed (`error` is one line; `error.txt` the details)."""
+def _resumable(run: RunDir) -> bool:
+    """Interrupted (stopped, or killed with no summary), or failed because its process died, and with a
+    checkpoint: the next attempt continues it. A run that failed by itself (an exception) starts over."""
+    summary = run.read_summary() or {}
+    died = summary.get("status") == "failed" and summary.get("resumable") is True
+    return (run.status() == "interrupted" or died) and run.latest_checkpoint() is not None
+
+
+def record_failure(job: RunJob, exc: BaseException | str, details: str = "", resumable: bool = False,
+                   ) -> dict[str, Any]:
+    """Write and return the summary of a run that failed (`error` is one line; `error.txt` the details).
+    `resumable`: the run did not fail by itself (its process died), so the next attempt resumes it from
+    its newest checkpoint instead of starting over."""
     run = RunDir(Path(job.run_dir))
     error = exc if isinstance(exc, str) else (
         str(exc) if isinstance(exc, MdlRuntimeError) else f"{type(exc).__name__}: {exc}")
     summary = {"status": "failed", "experiment": job.experiment, "point": job.point, "seed": job.seed,
                "run_dir": str(run.path), "error": error.splitlines()[0] if error else "failed"}
+    if resumable:
+        summary["resumable"] = True
     try:
         run.path.mkdir(parents=True, exist_ok=True)
         if details:

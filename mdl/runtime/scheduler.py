@@ -8,7 +8,8 @@ Workers and faults:
 - a worker runs one `RunJob` at a time (`mdl.runtime.runjob.run_job`) and sends the driver its
   metrics (at most a few lines a second) and then the run's summary;
 - a worker that dies (kill -9, out of memory) fails only its run: the driver records it as `failed`
-  with the exit code and starts a new worker for the runs that are left;
+  with the exit code (and `resumable`, so the next `mdlc train` resumes it from its newest checkpoint)
+  and starts a new worker for the runs that are left;
 - Ctrl-C: the terminal's SIGINT reaches every worker, and the driver also sets a stop event, so each
   run finishes its update, checkpoints and stops ("interrupted"); no new run starts; a second Ctrl-C
   in the driver ends the workers at once;
@@ -274,7 +275,8 @@ class LocalScheduler:
                     pass
             if w.job is not None and not w.process.is_alive():  # died during its run
                 code = w.process.exitcode
-                summary = record_failure(w.job, f"the worker process died (exit code {code}) during the run")
+                summary = record_failure(w.job, f"the worker process died (exit code {code}) during the run",
+                                         resumable=True)
                 finished(w, summary)
                 replacement = spawn()
                 workers[workers.index(w)] = replacement

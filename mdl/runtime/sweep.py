@@ -108,7 +108,7 @@ def _run_many(plan: Plan, todo: list[PlannedRun], source_text: str, source_path:
     if options.ray is not None:
         from mdl.runtime.ray_tune import run_on_ray
 
-        jobs = jobs_of(plan, todo, source_text, source_path, options, None)
+        jobs = jobs_of(plan, todo, source_text, source_path, options, 1)
         with live(board, console):
             return run_on_ray(jobs, options.ray, plan, board, on_done, options.ray_max_failures)
     n = options.jobs or default_jobs(len(todo))
