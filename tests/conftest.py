@@ -4,14 +4,28 @@
 issue's full budgets (CartPole 100k steps on three seeds, 2048 for ten minutes); the default `ci`
 runs the same tests at smaller budgets with thresholds set for them, so `python -m pytest` stays
 within the suite's time limit and still fails when learning breaks.
+
+`ray_cluster` is one real local Ray cluster for the whole session (started at its first use, stopped
+at the end; its tests skip when the `cluster` extra is not installed).
 """
 
 from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+from pathlib import Path
 
 import pytest
 import pytest_lsp
 from lsp_client import SERVER, initialize
 from pytest_lsp import LanguageClient
+
+# Ray on Linux swaps 127.0.0.1 for the machine's network address unless told not to; the tests' Ray
+# traffic stays on the loopback address. Ray reads these when it is imported: set before any test can.
+RAY_ENV = {"RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0", "RAY_AUTH_MODE": "disabled", "RAY_USAGE_STATS_ENABLED": "0"}
+os.environ.update(RAY_ENV)
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -30,3 +44,44 @@ async def client(lsp_client: LanguageClient):
     await initialize(lsp_client)
     yield
     await lsp_client.shutdown_session()
+
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="session")
+def ray_cluster(tmp_path_factory: pytest.TempPathFactory):
+    """The address (127.0.0.1:PORT) of a local Ray head with 2 CPUs, as a user would start one."""
+    pytest.importorskip("ray.tune", reason='the `cluster` extra (pip install -e ".[cluster]") is not installed')
+    ray = shutil.which("ray")
+    if ray is None:
+        pytest.skip("the `ray` command is not on PATH")
+    env = {**os.environ, **RAY_ENV}
+    port = _free_port()
+    temp = Path("/tmp") / f"ray-tests-{os.getpid()}"  # short: Ray's socket paths have a length limit
+    start = [ray, "start", "--head", "--num-cpus", "2", "--node-ip-address", "127.0.0.1", "--port", str(port),
+             "--include-dashboard=false", "--disable-usage-stats", "--temp-dir", str(temp)]
+    started = subprocess.run(start, env=env, capture_output=True, text=True, timeout=120)
+    if started.returncode != 0:
+        pytest.fail(f"ray start failed:\n{started.stdout}\n{started.stderr}")
+    try:
+        yield f"127.0.0.1:{port}"
+    finally:
+        subprocess.run([ray, "stop", "--force"], env=env, capture_output=True, timeout=120)
+        shutil.rmtree(temp, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def tiny_grid_reference(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """tests/data/sweep/tiny_2048_grid.mdl trained without interruption, deterministic, with `--jobs 2`:
+    what a continued or a Ray-run grid must equal."""
+    from sweeps import TINY_2048, mdlc
+
+    out = tmp_path_factory.mktemp("reference")
+    code, _, stderr = mdlc("train", TINY_2048, "--out", out, "--jobs", "2", "--deterministic")
+    assert code == 0, stderr
+    return out / "tiny"

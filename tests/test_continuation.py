@@ -21,16 +21,8 @@ from sweeps import TINY_2048, checkpoints, file_hashes, mdlc, metrics, outcome, 
 SEEDS = ("1", "2", "3", "4")
 
 
-@pytest.fixture(scope="module")
-def reference(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The grid trained without interruption (deterministic)."""
-    out = tmp_path_factory.mktemp("reference")
-    code, _, stderr = mdlc("train", TINY_2048, "--out", out, "--jobs", "2", "--deterministic")
-    assert code == 0, stderr
-    return out / "tiny"
-
-
-def test_kill_9_of_the_driver_then_the_same_command_equals_an_uninterrupted_grid(reference, tmp_path: Path) -> None:
+def test_kill_9_of_the_driver_then_the_same_command_equals_an_uninterrupted_grid(tiny_grid_reference: Path,
+                                                                                 tmp_path: Path) -> None:
     out = tmp_path / "out"
     runs = out / "tiny"
     command = [sys.executable, "-m", "mdl.cli", "train", str(TINY_2048), "--out", str(out), "--jobs", "2",
@@ -56,6 +48,7 @@ def test_kill_9_of_the_driver_then_the_same_command_equals_an_uninterrupted_grid
     after = summaries(runs)
     for s in interrupted:
         assert after[s].get("resumed_from"), f"seed {s} started over instead of resuming"
+    reference = tiny_grid_reference
     expected = summaries(reference)
     assert {s: outcome(after[s]) for s in SEEDS} == {s: outcome(expected[s]) for s in SEEDS}
     for s in SEEDS:
