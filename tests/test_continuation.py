@@ -14,7 +14,6 @@ import sys
 import threading
 from pathlib import Path
 
-import pytest
 import sweeps
 from sweeps import TINY_2048, checkpoints, file_hashes, mdlc, metrics, outcome, status, summaries, wait_for
 

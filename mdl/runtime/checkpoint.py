@@ -14,11 +14,12 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
-from typing import Any
-
-import torch
+from typing import TYPE_CHECKING, Any
 
 from mdl.files import atomic_write
+
+if TYPE_CHECKING:
+    import torch
 
 _NAME = re.compile(r"^step_(\d{12})\.pt$")
 
@@ -47,6 +48,8 @@ def save_checkpoint(directory: str | Path, step: int, state: dict[str, Any], kee
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     path = checkpoint_path(directory, step)
+    import torch  # here, not at the top: listing a run's checkpoints (`mdlc train`'s driver) needs no torch
+
     with atomic_write(path, "wb") as f:
         torch.save(state, f)
     for old in list_checkpoints(directory)[:-keep]:
@@ -56,6 +59,8 @@ def save_checkpoint(directory: str | Path, step: int, state: dict[str, Any], kee
 
 def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
     """A checkpoint's state, read with `weights_only=True`."""
+    import torch
+
     return torch.load(path, map_location=map_location, weights_only=True)
 
 

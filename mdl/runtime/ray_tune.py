@@ -2,7 +2,8 @@
 
 Each run that needs work becomes one Tune trial (a grid over the runs' indices) whose trainable calls
 `mdl.runtime.runjob.run_job`, and so the same `train` as the local scheduler: no second training loop.
-The trial reports every update's metrics (`tune.report`: step, score, steps/s, the budget fraction);
+The trial reports its metrics as it trains (`tune.report`: step, score, steps/s, the budget fraction;
+at most four a second, like the local workers);
 a Tune callback on the driver feeds them to the same `Board` display and, as each trial ends, hands
 the run's own `summary.json` to the driver (which alone writes `runs.sqlite`).
 
@@ -21,6 +22,8 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import signal
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -29,7 +32,7 @@ from mdl.runtime.errors import TrainError
 from mdl.runtime.plan import Plan
 from mdl.runtime.rundir import RunDir
 from mdl.runtime.runjob import RunJob, record_failure
-from mdl.runtime.scheduler import Board
+from mdl.runtime.scheduler import REPORT_EVERY, Board
 
 LOCAL = "local"  # `--ray` without an address: a Ray started for this command
 
@@ -68,8 +71,14 @@ def _trial(config: dict[str, Any], jobs: list[RunJob]) -> None:
     from mdl.runtime.runjob import run_job
 
     job = jobs[int(config["index"])]
+    last = 0.0
 
     def report(line: dict[str, Any], fraction: float) -> None:
+        nonlocal last  # Tune's result handling costs milliseconds: at most REPORT_EVERY apart, as locally
+        now = time.monotonic()
+        if now - last < REPORT_EVERY and fraction < 1.0:
+            return
+        last = now
         tune.report({"step": line.get("step", 0), "score": line.get("mean_score", line.get("mean_return")),
                      "steps_per_second": line.get("steps_per_second"), "fraction": fraction})
 
@@ -107,10 +116,15 @@ def run_on_ray(jobs: list[RunJob], address: str, plan: Plan, board: Board,
         tuner = tune.Tuner(
             tune.with_resources(tune.with_parameters(_trial, jobs=trials), resources),
             param_space={"index": tune.grid_search(list(range(len(jobs))))},
+            tune_config=tune.TuneConfig(reuse_actors=True),
             run_config=tune.RunConfig(name=plan.experiment, storage_path=str(storage), verbose=0,
                                       failure_config=tune.FailureConfig(max_failures=max_failures),
                                       callbacks=[callback]))
-        results = tuner.fit()
+        handler = signal.getsignal(signal.SIGINT)
+        try:
+            results = tuner.fit()
+        finally:  # Tune installs its own Ctrl-C handler and leaves it there
+            signal.signal(signal.SIGINT, handler)
         for i, job in enumerate(jobs):  # a trial that ended without the callback seeing it (errors)
             if i not in callback.finished:
                 summary = RunDir(Path(job.run_dir)).read_summary()

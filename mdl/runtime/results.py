@@ -15,6 +15,7 @@ The layout is DESIGN.md's: `{"experiment", "runs": [{"point", "seed", "run_dir",
 from __future__ import annotations
 
 import math
+import threading
 from typing import Any
 
 from mdl.runtime.plan import Plan
@@ -22,6 +23,17 @@ from mdl.runtime.rundir import RunDir, write_json
 
 SUMMARY = "summary.json"
 RESAMPLES = 10_000
+
+
+def preload() -> threading.Thread:
+    """Import scipy.stats (about a second) in a background thread while the runs train, so that the
+    summary at the end does not wait for it."""
+    def load() -> None:
+        import scipy.stats  # noqa: F401
+
+    thread = threading.Thread(target=load, name="mdl-preload-scipy", daemon=True)
+    thread.start()
+    return thread
 
 
 def score_of(summary: dict[str, Any] | None) -> float | None:

@@ -22,7 +22,13 @@ from typing import Any
 
 from mdl.runtime.errors import TrainError
 from mdl.runtime.plan import Plan, PlannedRun
-from mdl.runtime.results import experiment_summary, read_summaries, score_of, write_experiment_summary
+from mdl.runtime.results import (
+    experiment_summary,
+    preload,
+    read_summaries,
+    score_of,
+    write_experiment_summary,
+)
 from mdl.runtime.rundir import FINISHED, RunBusy, RunDir
 from mdl.runtime.runindex import RunIndex, row_of
 from mdl.runtime.runjob import RunJob, run_job
@@ -96,6 +102,7 @@ def run_experiment(plan: Plan, source_text: str, source_path: str | Path, option
             on_done(job, summary)
             stopped = summary["status"] == "interrupted"
         elif todo:
+            preload()
             stopped = not _run_many(plan, todo, source_text, str(source_path), options, console, on_done)
     summary = experiment_summary(plan, read_summaries(plan))
     write_experiment_summary(plan, summary)
