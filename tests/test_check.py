@@ -695,6 +695,10 @@ def test_bad_budgets(budget: str, message: str, help: str) -> None:
     ("ppo(epochs=0)", "`epochs=0` is out of range; it must be in [1, 1000]"),
     ("ppo(max_grad_norm=0)", "`max_grad_norm=0` is out of range; it must be in (0, 1000000]"),
     ("ppo(rollout=2.5)", "`rollout` must be an integer, not 2.5"),
+    ("ppo(adam_eps=0)", "`adam_eps=0` is out of range; it must be in (0, 1]"),
+    ("ppo(target_kl=0)", "`target_kl=0` is out of range; it must be in (0, 100]"),
+    ("ppo(anneal_lr=1)", "`anneal_lr` must be true or false, not int"),
+    ("ppo(orthogonal_init=none)", "`orthogonal_init` cannot be none"),
 ])
 def test_ppo_settings_are_range_checked(algo: str, message: str) -> None:
     d = only(experiment("model = Net()", "env = game2048()", f"algo = {algo}"), "E0202")
@@ -705,6 +709,20 @@ def test_ppo_settings_at_their_edges_are_accepted() -> None:
     spec = spec_of(experiment("model = Net()", "env = game2048()", "algo = ppo(lr=1, gamma=1, gae_lambda=0, clip=1)"))
     assert (spec.algo["lr"], spec.algo["gamma"], spec.algo["gae_lambda"], spec.algo["clip"]) == (1.0, 1.0, 0.0, 1.0)
     assert spec.algo["epochs"] == 4  # defaults fill the rest
+
+
+def test_every_ppo_switch_is_a_setting() -> None:
+    spec = spec_of(experiment("model = Net()", "env = game2048()",
+                              "algo = ppo(orthogonal_init=true, anneal_lr=false, norm_adv=false, norm_reward=false, "
+                              "clip_vloss=true, target_kl=0.02, adam_eps=1e-8)"))
+    assert {k: spec.algo[k] for k in ("orthogonal_init", "anneal_lr", "norm_adv", "norm_reward", "clip_vloss",
+                                      "target_kl", "adam_eps")} == {
+        "orthogonal_init": True, "anneal_lr": False, "norm_adv": False, "norm_reward": False, "clip_vloss": True,
+        "target_kl": 0.02, "adam_eps": 1e-8}
+    defaults = spec_of(experiment("model = Net()", "env = game2048()", "algo = ppo(target_kl=none)"))
+    assert defaults.algo["target_kl"] is None and defaults.algo["norm_reward"] is None
+    swept = spec_of(experiment("model = Net()", "env = game2048()", "sweep { anneal_lr = [true, false] }"))
+    assert [p["algo.anneal_lr"] for p in swept.points()] == [True, False]
 
 
 def test_did_you_mean_a_ppo_setting_and_an_experiment_key() -> None:

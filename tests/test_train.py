@@ -222,6 +222,30 @@ def test_ctrl_c_checkpoints_after_the_current_update(tmp_path: Path, monkeypatch
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # handler restored
 
 
+def test_the_ppo_switches_are_recorded_used_and_kept_on_resume(tmp_path: Path) -> None:
+    from mdl.runtime.train import resume
+
+    text = SMALL_CARTPOLE.replace("ppo(rollout=64, minibatches=2, epochs=2)",
+                                  "ppo(rollout=64, minibatches=2, epochs=2, anneal_lr=false, adam_eps=1e-8, "
+                                  "orthogonal_init=true, norm_reward=true, clip_vloss=true, target_kl=0.5)")
+    path = _write(tmp_path, "switches.mdl", text)
+    spec = analyze(text, str(path)).experiments["small"]
+    summary = train(spec, text, path, out_dir=tmp_path / "runs", budget_steps=1024)
+    run = Path(summary["run_dir"])
+    saved = json.loads((run / "config.json").read_text())["ppo"]
+    assert {k: saved[k] for k in ("anneal_lr", "adam_eps", "orthogonal_init", "norm_reward", "clip_vloss",
+                                  "target_kl")} == {"anneal_lr": False, "adam_eps": 1e-8, "orthogonal_init": True,
+                                                    "norm_reward": True, "clip_vloss": True, "target_kl": 0.5}
+    (last,) = ckpt.list_checkpoints(run / "checkpoints")
+    state = ckpt.load_checkpoint(last)
+    assert state["optimizer"]["param_groups"][0]["eps"] == 1e-8
+    assert state["reward_scaler"] is not None  # norm_reward on a gym id
+    resume(run, budget_steps=2048)
+    assert len(_metrics(run)) == 2048 // (64 * 4)
+    assert {line["lr"] for line in _metrics(run)} == {2.5e-4}  # never annealed, before the resume or after
+    assert json.loads((run / "config.json").read_text())["ppo"] == saved
+
+
 def test_time_budget_stops_the_run(tmp_path: Path, capsys) -> None:
     path = _write(tmp_path, "small.mdl", SMALL_CARTPOLE)
     assert main(["train", str(path), "--out", str(tmp_path / "out"), "--budget", "0.5 s"]) == 0

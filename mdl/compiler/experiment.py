@@ -31,6 +31,17 @@ PPO_ARGS: tuple[Arg, ...] = (
     Arg("ent_coef", "float", 0.01, low=0, high=10, doc="entropy bonus coefficient"),
     Arg("vf_coef", "float", 0.5, low=0, high=100, doc="value loss coefficient"),
     Arg("max_grad_norm", "float", 0.5, low=0, low_open=True, high=1e6, doc="global gradient-norm clip"),
+    # The switches (LANGUAGE.md's `algo` row); `mdl.runtime.ppo.PPOConfig` documents each default.
+    Arg("orthogonal_init", "bool", False,
+        doc="orthogonal initialisation (hidden gain sqrt(2), policy head 0.01, value head 1, biases 0)"),
+    Arg("anneal_lr", "bool", True, doc="lr falls linearly to 0 over the run"),
+    Arg("norm_adv", "bool", True, doc="normalise advantages within each minibatch"),
+    Arg("norm_reward", "bool", None, optional=True,
+        doc="divide rewards by the running std of the discounted return (none: on for game2048, off for gym)"),
+    Arg("clip_vloss", "bool", False, doc="clip the value update around the rollout's values by `clip`"),
+    Arg("target_kl", "float", None, low=0, low_open=True, high=100, optional=True,
+        doc="stop an update's remaining epochs once approx_kl exceeds this (none: never)"),
+    Arg("adam_eps", "float", 1e-5, low=0, low_open=True, high=1, doc="Adam epsilon"),
 )
 ENV_ARGS = {
     "game2048": (Arg("envs", "int", 64, low=1, high=1_000_000, doc="parallel boards"),),

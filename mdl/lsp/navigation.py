@@ -31,6 +31,7 @@ from lsprotocol import types
 from pygls.exceptions import JsonRpcInvalidParams
 from pygls.workspace import TextDocument
 
+from mdl.compiler.experiment import PPO_ARGS
 from mdl.compiler.primitives import BUILTINS, PRIMITIVES
 from mdl.compiler.resolve import ModuleScope
 from mdl.dsl import ast
@@ -365,8 +366,7 @@ class _Indexer:
         self.add(start, rest, None, "property")
 
 
-_ALGO_KEYS = frozenset({"lr", "gamma", "gae_lambda", "clip", "epochs", "minibatches", "rollout", "ent_coef",
-                        "vf_coef", "max_grad_norm"})
+_ALGO_KEYS = frozenset(a.name for a in PPO_ARGS)
 
 
 def index(snapshot) -> Index:

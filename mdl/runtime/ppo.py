@@ -46,8 +46,9 @@ from torch import Tensor, nn
 class PPOConfig:
     """Every PPO setting, with CleanRL's Atari/classic-control defaults where `.mdl` has none.
 
-    The first ten are the `.mdl` `ppo(...)` arguments (`mdl.compiler.experiment.PPO_ARGS`, which checks
-    their ranges); the rest are implementation switches that keep CleanRL's defaults.
+    Each is a `.mdl` `ppo(...)` argument (`mdl.compiler.experiment.PPO_ARGS`, which checks its range
+    and holds the same default: tests/test_ppo.py holds the two equal); the comments say why a default
+    differs from CleanRL's.
     """
 
     lr: float = 2.5e-4  # Adam learning rate at the first update; annealed linearly to 0 when anneal_lr

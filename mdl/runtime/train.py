@@ -68,7 +68,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from mdl.compiler.experiment import PPO_ARGS, ExperimentSpec
+from mdl.compiler.experiment import ExperimentSpec
 from mdl.compiler.ops.moe import MoE
 from mdl.runtime import ppo
 from mdl.runtime.checkpoint import save_checkpoint
@@ -109,17 +109,16 @@ def _warn(console: Any, message: str) -> None:
 
 
 def _resumed_config(cfg: ppo.PPOConfig, run: RunDir, state: dict[str, Any]) -> ppo.PPOConfig:
-    """`cfg` with the implementation switches (those `.mdl` cannot set) as the run's config.json saved
-    them, so a run resumes with the settings it started with even after a default changed; a
-    checkpoint without reward-scaler state was trained without reward scaling."""
+    """`cfg` with every PPO setting as the run's config.json saved it, so a run resumes with the
+    settings it started with even after a default changed (a design that leaves a switch out gets
+    today's default); a checkpoint without reward-scaler state was trained without reward scaling."""
     config = read_json(run.config_path)
     saved = (config.get("ppo") if isinstance(config, dict) else None) or {}
-    language = {a.name for a in PPO_ARGS}
     fields = {f.name for f in dataclasses.fields(cfg)}
-    switches = {k: v for k, v in saved.items() if k in fields and k not in language}
+    kept = {k: v for k, v in saved.items() if k in fields}
     if state.get("reward_scaler") is None:
-        switches["norm_reward"] = False
-    return dataclasses.replace(cfg, **switches)
+        kept["norm_reward"] = False
+    return dataclasses.replace(cfg, **kept)
 
 
 @contextmanager
