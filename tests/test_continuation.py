@@ -80,7 +80,7 @@ def test_a_run_whose_env_raises_fails_alone_and_the_rerun_retries_only_it(tmp_pa
     code, _, stderr = mdlc(*argv)  # --jobs 1: the runs train in this process, where the patch is
     assert code == 3
     assert "seed 2: failed" in stderr and "the board's cable came loose" in stderr
-    assert "1 of 4 runs failed" in stderr and "Traceback" not in stderr
+    assert "1 failed of 4 runs" in stderr and "Traceback" not in stderr
     runs = tmp_path / "tiny"
     first = summaries(runs)
     assert {s: first[s]["status"] for s in SEEDS} == {"1": "completed", "2": "failed", "3": "completed",

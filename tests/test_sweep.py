@@ -187,3 +187,27 @@ def test_fast_2048_writes_and_verifies_its_exports(tmp_path: Path) -> None:
     for entry in summary["exports"]:
         assert Path(entry["path"]).parent == run / "export" and Path(entry["path"]).stat().st_size == entry["bytes"]
     assert sorted(p.suffix for p in (run / "export").iterdir() if p.suffix in (".onnx", ".pt")) == [".onnx", ".pt"]
+
+
+def test_a_selected_run_leaves_the_experiment_summary_whole(grid, tmp_path: Path) -> None:
+    out = tmp_path / "copy"
+    shutil.copytree(grid[0], out)
+    code, stdout, stderr = mdlc("train", CARTPOLE_GRID, "--out", out, "--point", "width=32", "--seed", "2", "--json")
+    assert code == 0, stderr
+    summary = json.loads(stdout)
+    assert len(summary["runs"]) == 4 and [p["n"] for p in summary["points"]] == [2, 2]
+    assert json.loads((out / "grid" / "summary.json").read_text()) == summary
+
+
+def test_a_damaged_index_is_a_one_line_error_and_the_runs_are_untouched(grid, tmp_path: Path) -> None:
+    out = tmp_path / "copy"
+    shutil.copytree(grid[0], out)
+    for index in out.glob("runs.sqlite*"):
+        index.unlink()
+    (out / "runs.sqlite").write_bytes(b"this is not a database" * 100)
+    code, _, stderr = mdlc("runs", out)
+    assert code == 3 and "Traceback" not in stderr
+    assert "cannot use the run index" in stderr and "--reindex" in stderr
+    (out / "runs.sqlite").unlink()
+    code, stdout, _ = mdlc("runs", out, "--json")
+    assert code == 0 and len(json.loads(stdout)) == 4

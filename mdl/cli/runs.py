@@ -11,7 +11,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from mdl.cli.common import fail
-from mdl.runtime.errors import EXIT_OK, EXIT_USAGE
+from mdl.runtime.errors import EXIT_OK, EXIT_USAGE, RunIndexError
 
 _SHOWN = ("experiment", "point", "seed", "status", "steps", "score", "params", "architecture_hash", "started",
           "wall_seconds", "path")
@@ -28,12 +28,15 @@ def cmd_runs(args: argparse.Namespace, out: Console, err: Console) -> int:
         return fail(err, f"cannot sort by {args.sort!r}; keys: {', '.join(SORT_KEYS)} (a leading - reverses)",
                     EXIT_USAGE)
     fresh = not (root / INDEX).exists()
-    with RunIndex(root) as index:
-        if args.reindex or fresh:
-            count = index.reindex(root)
-            if args.reindex and not args.json:
-                err.print(f"reindexed {count} run{'s' * (count != 1)} from {escape(str(root))}", highlight=False)
-        rows = index.rows(args.experiment, args.sort)
+    try:
+        with RunIndex(root) as index:
+            if args.reindex or fresh:
+                count = index.reindex(root)
+                if args.reindex and not args.json:
+                    err.print(f"reindexed {count} run{'s' * (count != 1)} from {escape(str(root))}", highlight=False)
+            rows = index.rows(args.experiment, args.sort)
+    except RunIndexError as exc:
+        return fail(err, exc)
     if args.json:
         print(json.dumps(rows, indent=2))
         return EXIT_OK

@@ -69,7 +69,8 @@ def cmd_train(args: argparse.Namespace, out: Console, err: Console) -> int:
     options = Options(jobs=args.jobs, ray=args.ray, fresh=args.fresh, budget_steps=budget_steps,
                       budget_seconds=budget_seconds, device=args.device, deterministic=args.deterministic)
     try:
-        outcome = run_experiment(runs, text, args.file, options, console=err)
+        whole = plan(spec, args.out, budget_steps=budget_steps) if args.seed is not None or args.point else None
+        outcome = run_experiment(runs, text, args.file, options, console=err, whole=whole)
     except MdlRuntimeError as exc:
         return fail(err, exc)
     return _experiment_finished(runs, outcome, out, err, args.json)
@@ -114,8 +115,13 @@ def _experiment_finished(runs, outcome, out: Console, err: Console, as_json: boo
     for run in outcome.failed:
         fail(err, f"{run['run_dir']}: {run['status']}: {run['error'] or 'see its summary.json'}")
     if outcome.failed:
-        err.print(f"{len(outcome.failed)} of {len(runs.runs)} runs failed or diverged; the others are kept; "
-                  "run the same command again to retry the failed ones", highlight=False, soft_wrap=True)
+        failed = sum(r["status"] == "failed" for r in outcome.failed)
+        diverged = len(outcome.failed) - failed
+        what = ", ".join(f"{n} {word}" for n, word in ((failed, "failed"), (diverged, "diverged")) if n)
+        retry = ("run the same command again to retry the failed ones" if failed else "")
+        keep = ("diverged runs are kept as they ended (--fresh starts them over)" if diverged else "")
+        err.print(f"{what} of {len(runs.runs)} runs; the others are kept; {'; '.join(filter(None, (retry, keep)))}",
+                  highlight=False, soft_wrap=True)
         return EXIT_RUNTIME
     if outcome.stopped:
         err.print("interrupted: checkpointed and stopped; run the same command again to continue",

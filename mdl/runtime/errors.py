@@ -57,6 +57,10 @@ class DesignChanged(EvalError, DesignMismatch):
 
 
 # -------------------------------------------------------------------------------------------- export
+class RunIndexError(MdlRuntimeError):
+    """`OUT/runs.sqlite` cannot be opened or written (damaged, read-only); the run directories are fine."""
+
+
 class ExportError(MdlRuntimeError):
     """An export or load that cannot be done."""
 
@@ -91,4 +95,4 @@ class VerificationFailed(ExportError):
 
 __all__ = ["EXIT_ERRORS", "EXIT_OK", "EXIT_RUNTIME", "EXIT_USAGE", "ArchitectureMismatch", "CarriesCode",
            "DesignChanged", "DesignMismatch", "EvalError", "ExportError", "LoadError", "MdlRuntimeError",
-           "NotAnExport", "RunFailed", "RunNotFound", "SourceNotFound", "TrainError", "VerificationFailed"]
+           "NotAnExport", "RunFailed", "RunIndexError", "RunNotFound", "SourceNotFound", "TrainError", "VerificationFailed"]

@@ -125,15 +125,19 @@ def run_on_ray(jobs: list[RunJob], address: str, plan: Plan, board: Board,
             results = tuner.fit()
         finally:  # Tune installs its own Ctrl-C handler and leaves it there
             signal.signal(signal.SIGINT, handler)
-        for i, job in enumerate(jobs):  # a trial that ended without the callback seeing it (errors)
+        stopped = False
+        for i, job in enumerate(jobs):  # a trial that ended without the callback seeing it
             if i not in callback.finished:
                 summary = RunDir(Path(job.run_dir)).read_summary()
                 error = next((r.error for r in results if r.config.get("index") == i and r.error), None)
-                if summary is None or summary.get("status") not in ("completed", "diverged", "failed"):
-                    summary = record_failure(job, f"the Ray trial failed: {error}" if error else "the Ray trial failed",
-                                             resumable=True)
-                callback.finish(i, summary)
-        return all((RunDir(Path(j.run_dir)).read_summary() or {}).get("status") != "interrupted" for j in jobs)
+                if summary is not None and summary.get("status") in ("completed", "diverged", "failed"):
+                    callback.finish(i, summary)
+                elif error is not None:  # its retries ran out: the next command resumes it
+                    callback.finish(i, record_failure(job, f"the Ray trial failed: {error}", resumable=True))
+                else:  # Ctrl-C stopped it (interrupted, with its checkpoints) or it never started
+                    stopped = True
+        return not stopped and all((RunDir(Path(j.run_dir)).read_summary() or {}).get("status") != "interrupted"
+                                   for j in jobs)
     finally:
         ray.shutdown()
 

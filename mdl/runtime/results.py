@@ -76,8 +76,10 @@ def experiment_summary(plan: Plan, summaries: dict[str, dict[str, Any] | None]) 
     runs = []
     for run in plan.runs:
         summary = summaries.get(str(run.run_dir)) or {}
+        if not summary:  # not run yet (or not reached yet, after a Ctrl-C)
+            continue
         runs.append({"point": run.point.values, "seed": run.seed, "run_dir": str(run.run_dir),
-                     "status": summary.get("status", "pending"), "score": score_of(summary),
+                     "status": summary.get("status", "failed"), "score": score_of(summary),
                      "error": summary.get("error") or (summary.get("message") if summary.get("status") == "diverged"
                                                        else None)})
     points = []

@@ -10,10 +10,12 @@ from __future__ import annotations
 
 import json
 import sqlite3
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from mdl.runtime.errors import RunIndexError
 from mdl.runtime.results import score_of
 from mdl.runtime.rundir import RunDir
 
@@ -24,6 +26,8 @@ SORT_KEYS = COLUMNS
 _SCHEMA = """CREATE TABLE IF NOT EXISTS runs (
     path TEXT PRIMARY KEY, experiment TEXT, point TEXT, seed INTEGER, status TEXT, steps INTEGER,
     score REAL, params INTEGER, architecture_hash TEXT, started TEXT, wall_seconds REAL, error TEXT)"""
+
+_INSERT = f"INSERT OR REPLACE INTO runs ({', '.join(COLUMNS)}) VALUES ({', '.join(':' + c for c in COLUMNS)})"
 
 
 def row_of(run: RunDir, status: str | None = None) -> dict[str, Any] | None:
@@ -37,7 +41,7 @@ def row_of(run: RunDir, status: str | None = None) -> dict[str, Any] | None:
             "seed": int(config["seed"]), "status": status or run.status() or "pending",
             "steps": summary.get("steps"), "score": score_of(summary), "params": config.get("params"),
             "architecture_hash": config.get("architecture_hash"), "started": config.get("started"),
-            "wall_seconds": summary.get("wall_seconds"), "path": str(run.path), "error": summary.get("error")}
+            "wall_seconds": summary.get("wall_seconds"), "path": str(run.path.resolve()), "error": summary.get("error")}
 
 
 class RunIndex:
@@ -46,17 +50,24 @@ class RunIndex:
     def __init__(self, out: str | Path):
         self.path = Path(out) / INDEX
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._db = sqlite3.connect(self.path, timeout=30)
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA busy_timeout=30000")
-        self._db.execute(_SCHEMA)
-        self._db.commit()
+        with self._errors():
+            self._db = sqlite3.connect(self.path, timeout=30)
+            self._db.execute("PRAGMA journal_mode=WAL")
+            self._db.execute("PRAGMA busy_timeout=30000")
+            self._db.execute(_SCHEMA)
+            self._db.commit()
+
+    @contextmanager
+    def _errors(self) -> Iterator[None]:
+        try:
+            yield
+        except sqlite3.Error as exc:
+            raise RunIndexError(f"cannot use the run index {self.path} ({exc}); the run directories are "
+                                f"untouched: remove {self.path.name} and `mdlc runs --reindex` rebuilds it") from None
 
     def put(self, rows: Iterable[dict[str, Any]]) -> None:
-        names = ", ".join(COLUMNS)
-        marks = ", ".join(f":{c}" for c in COLUMNS)
-        with self._db:
-            self._db.executemany(f"INSERT OR REPLACE INTO runs ({names}) VALUES ({marks})", list(rows))
+        with self._errors(), self._db:
+            self._db.executemany(_INSERT, list(rows))
 
     def rows(self, experiment: str | None = None, sort: str | None = None) -> list[dict[str, Any]]:
         if sort is not None and sort.lstrip("-") not in SORT_KEYS:
@@ -68,8 +79,8 @@ class RunIndex:
         key = (sort or "path").lstrip("-")
         order = "DESC" if (sort or "").startswith("-") or key == "score" else "ASC"
         query += f" ORDER BY {key} IS NULL, {key} {order}, path ASC"
-        cursor = self._db.execute(query, args)
-        rows = [dict(zip(COLUMNS, r, strict=True)) for r in cursor.fetchall()]
+        with self._errors():
+            rows = [dict(zip(COLUMNS, r, strict=True)) for r in self._db.execute(query, args).fetchall()]
         for row in rows:
             row["point"] = json.loads(row["point"] or "{}")
         return rows
@@ -77,9 +88,9 @@ class RunIndex:
     def reindex(self, out: str | Path) -> int:
         """Replace the index with the runs found under `out`; returns how many."""
         rows = [r for r in (row_of(run) for run in RunDir.find(out)) if r is not None]
-        with self._db:
+        with self._errors(), self._db:  # one transaction: a crash leaves the old index or the new one, never an empty one
             self._db.execute("DELETE FROM runs")
-        self.put(rows)
+            self._db.executemany(_INSERT, rows)
         return len(rows)
 
     def close(self) -> None:

@@ -18,13 +18,13 @@ from __future__ import annotations
 
 import traceback
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from mdl.files import write_text_atomic
 from mdl.runtime.errors import MdlRuntimeError
-from mdl.runtime.rundir import RunDir
+from mdl.runtime.rundir import RunBusy, RunDir
 
 ERROR_FILE = "error.txt"
 LOCK_WAIT = 120.0  # seconds a job waits for a run still held by another process (an orphaned worker stopping)
@@ -46,7 +46,6 @@ class RunJob:
     device: str | None = None
     deterministic: bool = False
     threads: int | None = None  # torch CPU threads for this run (None: leave torch's default)
-    extra: dict[str, Any] = field(default_factory=dict)
 
     def spec(self):
         """The experiment at this job's point, rebuilt from the design's text."""
@@ -74,11 +73,19 @@ def run_job(job: RunJob, report: Callable[[dict[str, Any], float], None] | None 
         from mdl.runtime.train import train
 
         spec = job.spec()
+        # Decide only once no other process trains the run (a worker of a killed driver may still be
+        # checkpointing and stopping it): what it leaves decides between resuming and starting afresh.
+        if run.path.exists():
+            with run.lock(wait=LOCK_WAIT):
+                pass
         resume = run.path if _resumable(run) else None
         summary = train(spec, job.source_text, job.source_path, run_dir=run.path, seed=job.seed,
                         budget_steps=job.budget_steps, budget_seconds=job.budget_seconds, device=job.device,
                         deterministic=job.deterministic, progress=progress, console=console, resume=resume,
                         report=report, should_stop=should_stop, lock_wait=LOCK_WAIT)
+    except RunBusy as exc:  # another process trains it: write nothing into its directory
+        return {"status": "failed", "experiment": job.experiment, "point": job.point, "seed": job.seed,
+                "run_dir": str(run.path), "error": str(exc)}
     except Exception as exc:
         return record_failure(job, exc, traceback.format_exc())
     (run.path / ERROR_FILE).unlink(missing_ok=True)
@@ -93,7 +100,7 @@ def _resumable(run: RunDir) -> bool:
     checkpoint: the next attempt continues it. A run that failed by itself (an exception) starts over."""
     summary = run.read_summary() or {}
     died = summary.get("status") == "failed" and summary.get("resumable") is True
-    return (run.status() == "interrupted" or died) and run.latest_checkpoint() is not None
+    return (run.status() == "interrupted" or died) and run.has_checkpoint()
 
 
 def record_failure(job: RunJob, exc: BaseException | str, details: str = "", resumable: bool = False,

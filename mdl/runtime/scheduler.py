@@ -152,7 +152,10 @@ def _worker(conn: Connection, stop: Any, parent: int) -> None:
                 with contextlib.suppress(OSError):
                     conn.send(("progress", key, _brief(line), fraction))
 
-        summary = run_job(job, report=report, should_stop=should_stop)
+        try:
+            summary = run_job(job, report=report, should_stop=should_stop)
+        except KeyboardInterrupt:  # a second Ctrl-C: the run stops where it is, quietly
+            _exit_now()
         try:
             conn.send(("done", job.run_dir, summary, 1.0))
         except OSError:

@@ -15,12 +15,13 @@
 
 from __future__ import annotations
 
+import dataclasses
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from mdl.runtime.errors import TrainError
+from mdl.runtime.errors import RunIndexError, TrainError
 from mdl.runtime.plan import Plan, PlannedRun
 from mdl.runtime.results import (
     experiment_summary,
@@ -59,10 +60,12 @@ class Outcome:
     kept: list[PlannedRun]
     trained: int
     stopped: bool  # Ctrl-C: runs were left unstarted or interrupted
+    selected: frozenset[str] = frozenset()  # the run directories this command ran or kept
 
     @property
     def failed(self) -> list[dict[str, Any]]:
-        return [r for r in self.summary["runs"] if r["status"] in FAILED]
+        """The selected runs that failed or diverged."""
+        return [r for r in self.summary["runs"] if r["status"] in FAILED and r["run_dir"] in self.selected]
 
 
 def jobs_of(plan: Plan, runs: list[PlannedRun], source_text: str, source_path: str, options: Options,
@@ -74,9 +77,11 @@ def jobs_of(plan: Plan, runs: list[PlannedRun], source_text: str, source_path: s
 
 
 def run_experiment(plan: Plan, source_text: str, source_path: str | Path, options: Options,
-                   console: Any = None) -> Outcome:
-    """Run what `plan` lists (see the module docstring). Raises TrainError for a run that another
-    process is training when `fresh` would remove it."""
+                   console: Any = None, whole: Plan | None = None) -> Outcome:
+    """Run what `plan` lists (see the module docstring). `whole` is the experiment's plan without a
+    `--seed` / `--point` selection: the experiment's summary covers all of its runs that have run,
+    not only the selected ones. Raises TrainError for a run that another process is training when
+    `fresh` would remove it."""
     if options.fresh:
         _remove(plan.runs)
     status = {str(r.run_dir): RunDir(r.run_dir).status() for r in plan.runs}
@@ -90,8 +95,12 @@ def run_experiment(plan: Plan, source_text: str, source_path: str | Path, option
 
         def on_done(job: RunJob, summary: dict[str, Any]) -> None:
             row = row_of(RunDir(job.run_dir), summary.get("status"))
-            if row is not None:
-                index.put([row])
+            try:
+                if row is not None:
+                    index.put([row])
+            except RunIndexError as exc:  # the index is a cache of the run directories: never stop for it
+                if console is not None:
+                    console.print(f"warning: {exc}", highlight=False, soft_wrap=True, markup=False)
             if console is not None and len(plan.runs) > 1:
                 console.print(_done_line(job, summary), highlight=False, soft_wrap=True)
 
@@ -104,9 +113,10 @@ def run_experiment(plan: Plan, source_text: str, source_path: str | Path, option
         elif todo:
             preload()
             stopped = not _run_many(plan, todo, source_text, str(source_path), options, console, on_done)
-    summary = experiment_summary(plan, read_summaries(plan))
-    write_experiment_summary(plan, summary)
-    return Outcome(summary, kept, len(todo), stopped)
+    whole = _whole(plan, whole)
+    summary = experiment_summary(whole, read_summaries(whole))
+    write_experiment_summary(whole, summary)
+    return Outcome(summary, kept, len(todo), stopped, frozenset(str(r.run_dir) for r in plan.runs))
 
 
 def _run_many(plan: Plan, todo: list[PlannedRun], source_text: str, source_path: str, options: Options,
@@ -123,6 +133,16 @@ def _run_many(plan: Plan, todo: list[PlannedRun], source_text: str, source_path:
     jobs = jobs_of(plan, todo, source_text, source_path, options, threads)
     with live(board, console):
         return LocalScheduler(n, board).run(jobs, on_done)
+
+
+def _whole(plan: Plan, whole: Plan | None) -> Plan:
+    """`whole`'s points and runs, and the selected ones it lacks (a `--seed` the experiment does not list)."""
+    if whole is None:
+        return plan
+    dirs = {str(r.run_dir) for r in whole.runs}
+    names = {p.name for p in whole.points}
+    return dataclasses.replace(whole, runs=[*whole.runs, *(r for r in plan.runs if str(r.run_dir) not in dirs)],
+                               points=[*whole.points, *(p for p in plan.points if p.name not in names)])
 
 
 def _done_line(job: RunJob, summary: dict[str, Any]) -> str:

@@ -70,6 +70,7 @@ import torch
 
 from mdl.compiler.experiment import ExperimentSpec
 from mdl.compiler.ops.moe import MoE
+from mdl.files import write_text_atomic
 from mdl.runtime import ppo
 from mdl.runtime.checkpoint import save_checkpoint
 from mdl.runtime.errors import DesignMismatch, TrainError
@@ -379,7 +380,7 @@ def _start_fresh(run: RunDir, source_text: str, source_path: str | Path, spec: E
     for old in (run.checkpoints, run.tensorboard, run.export_dir):
         if old.exists():
             shutil.rmtree(old)
-    (run.path / Path(source_path).name).write_text(source_text, encoding="utf-8")
+    write_text_atomic(run.path / Path(source_path).name, source_text)
     write_json(run.ir_path, spec.graph.to_json())
     run.write_config(config)
 
