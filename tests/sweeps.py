@@ -16,7 +16,7 @@ from mdl.cli import main
 
 DATA = Path(__file__).resolve().parent / "data" / "sweep"
 CARTPOLE_GRID = DATA / "cartpole_grid.mdl"  # width [16, 32] x seeds [1, 2], 20k steps
-TINY_2048 = DATA / "tiny_2048_grid.mdl"  # seeds 1-4, 12k steps, a checkpoint every 1k
+TINY_2048 = DATA / "tiny_2048_grid.mdl"  # seeds 1-4, 8k steps, a checkpoint every 1k
 # What differs between two runs of the same seed that are otherwise identical: clocks and paths.
 TIMING = {"steps_per_second", "wall_seconds", "started", "run_dir", "resumed_from", "exports", "error_file"}
 

@@ -1,7 +1,7 @@
 """Running the same `mdlc train` again continues an experiment (issue 11): a kill -9 of the driving
 process, a run whose env raises, and a killed worker each lose at most the work since a checkpoint, and
 the other runs go on. The design is tests/data/sweep/tiny_2048_grid.mdl (four seeds of a tiny 2048
-policy, a checkpoint every 1k steps; about 8 s with `--jobs 2 --deterministic`).
+policy, a checkpoint every 1k steps; about 6 s with `--jobs 2 --deterministic`).
 """
 
 from __future__ import annotations
@@ -128,5 +128,5 @@ def test_a_killed_worker_fails_its_run_the_others_go_on_and_the_rerun_resumes_it
     code, _, stderr = mdlc("train", TINY_2048, "--out", tmp_path, "--jobs", "2")
     assert code == 0, stderr
     again = summaries(runs)["1"]
-    assert again["status"] == "completed" and again["steps"] >= 12_000
+    assert again["status"] == "completed" and again["steps"] >= 8_000
     assert again["resumed_from"], "the rerun started seed 1 over instead of resuming it"
