@@ -698,7 +698,7 @@ def test_bad_budgets(budget: str, message: str, help: str) -> None:
     ("ppo(adam_eps=0)", "`adam_eps=0` is out of range; it must be in (0, 1]"),
     ("ppo(target_kl=0)", "`target_kl=0` is out of range; it must be in (0, 100]"),
     ("ppo(anneal_lr=1)", "`anneal_lr` must be true or false, not int"),
-    ("ppo(orthogonal_init=none)", "`orthogonal_init` cannot be none"),
+    ("ppo(norm_adv=none)", "`norm_adv` cannot be none"),
 ])
 def test_ppo_settings_are_range_checked(algo: str, message: str) -> None:
     d = only(experiment("model = Net()", "env = game2048()", f"algo = {algo}"), "E0202")
@@ -720,7 +720,8 @@ def test_every_ppo_switch_is_a_setting() -> None:
         "orthogonal_init": True, "anneal_lr": False, "norm_adv": False, "norm_reward": False, "clip_vloss": True,
         "target_kl": 0.02, "adam_eps": 1e-8}
     defaults = spec_of(experiment("model = Net()", "env = game2048()", "algo = ppo(target_kl=none)"))
-    assert defaults.algo["target_kl"] is None and defaults.algo["norm_reward"] is None
+    assert defaults.algo["target_kl"] is None and defaults.algo["norm_reward"] is True
+    assert defaults.algo["orthogonal_init"] is None  # decided by the environment
     swept = spec_of(experiment("model = Net()", "env = game2048()", "sweep { anneal_lr = [true, false] }"))
     assert [p["algo.anneal_lr"] for p in swept.points()] == [True, False]
 

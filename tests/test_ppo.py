@@ -553,6 +553,12 @@ def test_reward_scaler_leaves_invalid_rows_out_and_round_trips_its_state() -> No
     assert torch.equal(scaler.returns, twin.returns) and scaler.returns[0] == 0  # done resets G
 
 
-def test_reward_scaling_defaults_by_environment() -> None:
-    assert PPOConfig().norm_reward is None  # the trainer decides: on for game2048, off for gym ids
-    assert PPOConfig.from_experiment({"lr": 1e-3}).norm_reward is None
+def test_orthogonal_init_is_decided_by_the_environment() -> None:
+    assert PPOConfig().orthogonal_init is None  # the trainer: on for gym ids, off for game2048
+    assert PPOConfig.from_experiment({"orthogonal_init": True}).orthogonal_init is True
+
+
+def test_reward_scaling_is_on_by_default() -> None:
+    assert PPOConfig().norm_reward is True
+    assert PPOConfig.from_experiment({"lr": 1e-3}).norm_reward is True
+    assert PPOConfig.from_experiment({"norm_reward": False}).norm_reward is False

@@ -90,7 +90,8 @@ def test_cartpole_run_writes_every_file(tmp_path: Path) -> None:
     assert len(config["architecture_hash"]) == 64
     assert set(config["ppo"]) == {f.name for f in dataclasses.fields(ppo.PPOConfig)}
     assert config["ppo"]["rollout"] == 64 and config["batch_size"] == 256
-    assert config["ppo"]["norm_reward"] is False  # gym ids keep their rewards as they are
+    assert config["ppo"]["norm_reward"] is True  # on by default, gym ids too
+    assert config["ppo"]["orthogonal_init"] is True  # on by default for gym ids (off for game2048)
 
     lines = _metrics(run)
     assert len(lines) == summary["updates"] == 12  # ceil(3000 / 256)
@@ -136,7 +137,8 @@ def test_game2048_moe_run_logs_scores_tiles_and_expert_usage(tmp_path: Path) -> 
     run = tmp_path / "runs" / "tiny" / "7"
     assert summary["steps"] == 2048 and summary["episodes"] > 0
     assert summary["mean_score_last100"] > 0
-    assert json.loads((run / "config.json").read_text())["ppo"]["norm_reward"] is True  # 2048 scales rewards
+    saved = json.loads((run / "config.json").read_text())["ppo"]
+    assert saved["norm_reward"] is True and saved["orthogonal_init"] is False  # 2048's defaults
     assert set(summary["tile_rates"]) == {"256", "512", "1024", "2048"}
     assert all(0 <= f <= 1 for f in summary["tile_rates"].values())
     last = _metrics(run)[-1]

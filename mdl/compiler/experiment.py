@@ -32,12 +32,12 @@ PPO_ARGS: tuple[Arg, ...] = (
     Arg("vf_coef", "float", 0.5, low=0, high=100, doc="value loss coefficient"),
     Arg("max_grad_norm", "float", 0.5, low=0, low_open=True, high=1e6, doc="global gradient-norm clip"),
     # The switches (LANGUAGE.md's `algo` row); `mdl.runtime.ppo.PPOConfig` documents each default.
-    Arg("orthogonal_init", "bool", False,
-        doc="orthogonal initialisation (hidden gain sqrt(2), policy head 0.01, value head 1, biases 0)"),
+    Arg("orthogonal_init", "bool", None, optional=True,
+        doc="orthogonal initialisation (hidden gain sqrt(2), policy head 0.01, value head 1, biases 0); "
+            "none: on for gym environments, off for game2048"),
     Arg("anneal_lr", "bool", True, doc="lr falls linearly to 0 over the run"),
     Arg("norm_adv", "bool", True, doc="normalise advantages within each minibatch"),
-    Arg("norm_reward", "bool", None, optional=True,
-        doc="divide rewards by the running std of the discounted return (none: on for game2048, off for gym)"),
+    Arg("norm_reward", "bool", True, doc="divide rewards by the running std of the discounted return"),
     Arg("clip_vloss", "bool", False, doc="clip the value update around the rollout's values by `clip`"),
     Arg("target_kl", "float", None, low=0, low_open=True, high=100, optional=True,
         doc="stop an update's remaining epochs once approx_kl exceeds this (none: never)"),

@@ -6,7 +6,7 @@ from a checkpoint on resume), then repeat { collect a rollout with GAE (`mdl.run
 until the budget is spent. The math lives in `mdl.runtime.ppo` (pure functions); what a checkpoint
 holds, in `mdl.runtime.trainstate`; the run directory's files, in `mdl.runtime.rundir`.
 
-Rewards: on 2048 (or with `norm_reward`) they are divided by a running std of the discounted return
+Rewards: with `norm_reward` (the default) they are divided by a running std of the discounted return
 before GAE (`ppo.RewardScaler`, saved in checkpoints); returns and scores are logged unscaled.
 
 Autoreset: both env kinds use gymnasium 1.x NEXT_STEP autoreset, so a rollout row that follows a done
@@ -249,9 +249,9 @@ def train(spec: ExperimentSpec, source_text: str, source_path: str | Path, out_d
         dev = resolve_device(device or spec.device)
         cfg = ppo.PPOConfig.from_experiment(spec.algo)
         env_spec = spec.env
-        if cfg.norm_reward is None:
-            cfg = dataclasses.replace(cfg, norm_reward=env_spec.kind == "game2048")
-        if resume_state is not None:  # switches `.mdl` cannot set keep the values the run started with
+        if cfg.orthogonal_init is None:
+            cfg = dataclasses.replace(cfg, orthogonal_init=env_spec.kind != "game2048")
+        if resume_state is not None:  # every setting keeps the value the run started with
             cfg = _resumed_config(cfg, run, resume_state)
         num_envs, batch_size = env_spec.envs, cfg.batch_size(env_spec.envs)
         if cfg.minibatches > batch_size:
