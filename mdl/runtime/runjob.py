@@ -6,8 +6,8 @@ the experiment's name, the sweep point and the seed, not compiled objects), so i
 process or to another machine and is rebuilt there by the front end in milliseconds.
 
 `run_job` decides from the run directory what to do: a run with checkpoints and no outcome (killed,
-or stopped by Ctrl-C), or whose process died, resumes from its newest checkpoint; any other run that reaches it starts afresh
-(the driver keeps finished runs and never sends them). When a run completes, the experiment's
+or stopped by Ctrl-C), or whose process died, resumes from its newest checkpoint; any other run that
+reaches it starts afresh (the driver keeps finished runs and never sends them). When a run completes, the experiment's
 `export` list is written to `<run>/export/` and verified (`mdl.runtime.export`); a failed export is
 recorded in the run's `summary.json` (`exports`) without losing the run. An exception (an env that
 raises, a bad setting) becomes `status: "failed"` with its `error` in `summary.json`, and the
@@ -84,8 +84,7 @@ def run_job(job: RunJob, report: Callable[[dict[str, Any], float], None] | None 
                         deterministic=job.deterministic, progress=progress, console=console, resume=resume,
                         report=report, should_stop=should_stop, lock_wait=LOCK_WAIT)
     except RunBusy as exc:  # another process trains it: write nothing into its directory
-        return {"status": "failed", "experiment": job.experiment, "point": job.point, "seed": job.seed,
-                "run_dir": str(run.path), "error": str(exc)}
+        return _failed(job, str(exc))
     except Exception as exc:
         return record_failure(job, exc, traceback.format_exc())
     (run.path / ERROR_FILE).unlink(missing_ok=True)
@@ -95,12 +94,20 @@ def run_job(job: RunJob, report: Callable[[dict[str, Any], float], None] | None 
     return summary
 
 
+def _failed(job: RunJob, error: str) -> dict[str, Any]:
+    """The summary of a failed run (`error` one line)."""
+    return {"status": "failed", "experiment": job.experiment, "point": job.point, "seed": job.seed,
+            "run_dir": str(Path(job.run_dir)), "error": error}
+
+
 def _resumable(run: RunDir) -> bool:
     """Interrupted (stopped, or killed with no summary), or failed because its process died, and with a
     checkpoint: the next attempt continues it. A run that failed by itself (an exception) starts over."""
-    summary = run.read_summary() or {}
+    summary = run.read_summary()
+    if summary is None:  # killed before it wrote one
+        return run.has_checkpoint()
     died = summary.get("status") == "failed" and summary.get("resumable") is True
-    return (run.status() == "interrupted" or died) and run.has_checkpoint()
+    return (summary.get("status") == "interrupted" or died) and run.has_checkpoint()
 
 
 def record_failure(job: RunJob, exc: BaseException | str, details: str = "", resumable: bool = False,
@@ -111,8 +118,7 @@ def record_failure(job: RunJob, exc: BaseException | str, details: str = "", res
     run = RunDir(Path(job.run_dir))
     error = exc if isinstance(exc, str) else (
         str(exc) if isinstance(exc, MdlRuntimeError) else f"{type(exc).__name__}: {exc}")
-    summary = {"status": "failed", "experiment": job.experiment, "point": job.point, "seed": job.seed,
-               "run_dir": str(run.path), "error": error.splitlines()[0] if error else "failed"}
+    summary = _failed(job, error.splitlines()[0] if error else "failed")
     if resumable:
         summary["resumable"] = True
     try:
