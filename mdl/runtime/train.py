@@ -111,8 +111,7 @@ def _warn(console: Any, message: str) -> None:
 
 def _resumed_config(cfg: ppo.PPOConfig, run: RunDir, state: dict[str, Any]) -> ppo.PPOConfig:
     """`cfg` with every PPO setting as the run's config.json saved it, so a run resumes with the
-    settings it started with even after a default changed (a design that leaves a switch out gets
-    today's default); a checkpoint without reward-scaler state was trained without reward scaling."""
+    settings it started with even after a default changed; a checkpoint without reward-scaler state was trained without reward scaling."""
     config = read_json(run.config_path)
     saved = (config.get("ppo") if isinstance(config, dict) else None) or {}
     fields = {f.name for f in dataclasses.fields(cfg)}
