@@ -52,7 +52,7 @@ class Scope(nn.Module):
 
 # Names the generated file defines or imports at module level: no local variable may take them.
 _GLOBALS = frozenset({"math", "torch", "F", "nn", "Tensor", "Scope", "ACTIVATIONS", "SelfAttention",
-                      "PositionalEncoding", "sinusoids", "MLP", "MoE", "moe_reference"})
+                      "PositionalEncoding", "sinusoids", "MLP", "MoE", "moe_reference", "ObsNorm"})
 _RESERVED = _GLOBALS | frozenset({"self"}) | frozenset(keyword.kwlist) | frozenset(dir(builtins))
 _ALLOWED_IMPORTS = ("math", "torch")
 
@@ -101,14 +101,17 @@ class _Internal(Exception):
 
 
 # ------------------------------------------------------------------------------------ public face
-def standalone_source(graph: Graph, source_name: str | None = None) -> str:
+def standalone_source(graph: Graph, source_name: str | None = None, obs_norm: dict[str, Any] | None = None) -> str:
     """The source of a standalone PyTorch module for `graph` (see the module docstring).
 
-    `source_name` (the design's file, as the user named it) is only quoted in the header. Raises
+    `source_name` (the design's file, as the user named it) is only quoted in the header. `obs_norm`
+    (`{"shape", "clip", "epsilon"}`, a `ppo(norm_obs=true)` run's) puts an `ObsNorm` layer named
+    `_obs_norm` in front of the input, as mdl.runtime.obsnorm.attach does: the file then takes raw
+    observations, and its state dict holds the statistics (`_obs_norm.mean`, `_obs_norm.var`). Raises
     CompileError (E0901, at the node's span) for a node the generator has no code for, a compiler bug.
     """
     try:
-        return _Generator(graph, source_name).source()
+        return _Generator(graph, source_name, obs_norm).source()
     except _Internal as exc:
         raise CompileError([error("E0901", exc.node.span,
                                   f"internal error while generating standalone code for `{exc.node.name}`: "
@@ -125,9 +128,10 @@ def class_name(graph: Graph) -> str:
 
 # ----------------------------------------------------------------------------------- the generator
 class _Generator:
-    def __init__(self, graph: Graph, source_name: str | None):
+    def __init__(self, graph: Graph, source_name: str | None, obs_norm: dict[str, Any] | None = None):
         self.graph = graph
         self.source_name = source_name
+        self.obs_norm = obs_norm
         self.cls = class_name(graph)
         self.tree: dict[str, Any] = {}  # path part -> subtree, or the constructor text of a module
         self.ops = {n.op for n in graph.nodes}
@@ -170,6 +174,14 @@ class _Generator:
             "",
             "Run as a script, it builds the model with fresh weights, runs it once on random inputs and",
             "prints the output shapes.",
+        ]
+        if self.obs_norm is not None:
+            lines += [
+                "",
+                "The model takes raw observations: `_obs_norm` normalises them with the training run's running",
+                "statistics (`ppo(norm_obs=true)`; they are in the state dict) before the design sees them.",
+            ]
+        lines += [
             '"""',
         ]
         return "\n".join(lines) + "\n"
@@ -205,6 +217,8 @@ class _Generator:
         if "moe" in ops:
             parts.append(moe_reference_source())
             parts.append(_moe_module_source())
+        if self.obs_norm is not None:
+            parts.append(_layer_source("ObsNorm"))
         return [p.lstrip("\n") for p in parts]
 
     # ------------------------------------------------------------------------------ modules
@@ -308,8 +322,15 @@ class _Generator:
                 lines.append(f"        self.{name} = {value}")
             else:
                 lines.append(f"        self.add_module({json.dumps(name)}, {value})")
+        if self.obs_norm is not None:
+            n = self.obs_norm
+            lines.append(f"        self._obs_norm = ObsNorm({_lit(tuple(n['shape']))}, clip={_lit(float(n['clip']))}, "
+                         f"epsilon={_lit(float(n['epsilon']))})  # the run's observation statistics")
         params = "".join(f", {p}: Tensor" for p in self._param_names())
         lines += ["", f"    def forward(self{params}) -> dict[str, Tensor]:"]
+        if self.obs_norm is not None:
+            first = self._param_names()[0]
+            lines.append(f"        {first} = self._obs_norm({first})  # raw observations, normalised as in training")
         used = {i for n in g.nodes for i in n.inputs} | set(g.outputs.values())
         for node in g.nodes:
             if node.op == "input":

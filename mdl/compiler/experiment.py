@@ -37,6 +37,9 @@ PPO_ARGS: tuple[Arg, ...] = (
             "none: on for gym environments, off for game2048"),
     Arg("anneal_lr", "bool", True, doc="lr falls linearly to 0 over the run"),
     Arg("norm_adv", "bool", True, doc="normalise advantages within each minibatch"),
+    Arg("norm_obs", "bool", False,
+        doc="normalise observations by their running mean and std (clipped to ±10); the statistics are "
+            "saved in checkpoints, frozen in eval and carried into every export"),
     Arg("norm_reward", "bool", True, doc="divide rewards by the running std of the discounted return"),
     Arg("clip_vloss", "bool", False, doc="clip the value update around the rollout's values by `clip`"),
     Arg("target_kl", "float", None, low=0, low_open=True, high=100, optional=True,
@@ -194,7 +197,25 @@ class ExperimentChecker:
             self._against_env(graph, spec.env, entries["model"], entries["env"])
         if sweeps:
             self._sweep(sweeps[0], spec, model, entries["model"])
+        self._norm_obs(spec, values.get("algo"), sweeps[0] if sweeps else None)
         return spec
+
+    def _norm_obs(self, spec: ExperimentSpec, algo: Any, sweep: ast.Sweep | None) -> None:
+        """`norm_obs` standardises float features; on int observations (2048's tile exponents, which an
+        embedding reads) it would feed the embedding fractions, so it is an error there."""
+        if spec.env is None or spec.env.observation.dtype != "int":
+            return
+        span = None
+        if spec.algo.get("norm_obs") and isinstance(algo, CallValue) and "norm_obs" in algo.keywords:
+            span = algo.keywords["norm_obs"].span
+        elif True in spec.sweep.get("algo.norm_obs", ()) and sweep is not None:
+            span = next((e.span for e in sweep.entries if e.key.split(".")[-1] == "norm_obs"), sweep.span)
+        if span is not None:
+            env = "game2048" if spec.env.kind == "game2048" else spec.env.id
+            self.err("E0412", span, f"`norm_obs` needs float observations; `{env}` gives "
+                     f"{spec.env.observation.dtype}{list(spec.env.observation.shape)}",
+                     "remove `norm_obs=true`: int observations are categories (an embedding reads them), "
+                     "not measurements to standardise")
 
     def value(self, expr: ast.Expr, frame: Frame) -> Any:
         """An experiment value: calls such as `ppo(lr=3e-4)` stay calls and bare words stay names."""

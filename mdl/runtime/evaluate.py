@@ -2,7 +2,8 @@
 
 `load_policy(path)` rebuilds the design of a run from its own files (the `.mdl` copy named by
 `config.json["source"]`, the experiment named by `config.json["experiment"]`), checks that its
-architecture hash is the checkpoint's, and loads the weights (weights_only) into an eval-mode module.
+architecture hash is the checkpoint's, and loads the weights (weights_only) into an eval-mode module
+(a `norm_obs` run's module has its frozen observation statistics in front: it takes raw observations).
 `path` is a run directory (its newest loadable checkpoint, a damaged newer one skipped) or one
 checkpoint file `<run>/checkpoints/step_*.pt`. The export command reuses it.
 
@@ -25,7 +26,7 @@ import numpy as np
 import torch
 
 from mdl.compiler.experiment import ExperimentSpec
-from mdl.runtime import ppo
+from mdl.runtime import obsnorm, ppo
 from mdl.runtime.checkpoint import load_checkpoint
 from mdl.runtime.errors import DesignChanged, EvalError, RunNotFound
 from mdl.runtime.rollout import make_envs
@@ -109,6 +110,8 @@ def load_policy(path: str | Path, device: str = "cpu") -> LoadedPolicy:
     except (RuntimeError, KeyError, TypeError) as exc:
         first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         raise EvalError(f"the weights in {file} do not fit experiment `{spec.name}` ({first})") from None
+    if state.get("obs_norm") is not None:  # a norm_obs run: its frozen statistics go in front of the design
+        obsnorm.attach(module, obsnorm.frozen_layer(state["obs_norm"]))
     module.to(dev).eval()
     return LoadedPolicy(spec=spec, module=module, run_dir=run_dir, checkpoint=file, step=int(state["step"]),
                         config=config, device=dev, skipped=skipped)

@@ -12,6 +12,11 @@
   run's training metadata;
 - an exported `.pt`: loaded with `load`; the default output is next to it, `<stem>.<ext>`.
 
+A run trained with `ppo(norm_obs=true)` is exported with its frozen observation statistics in front of
+the design (mdl.runtime.obsnorm): the `.pt` (its `obs_norm` settings, the statistics among the weights),
+the `.py` (an `ObsNorm` layer) and the `.onnx` take raw observations, and each is verified on them. The
+`.json` is the design's IR, without them.
+
 Every export verifies itself before `export` returns (a failed check raises VerificationFailed):
 
 - `pt`: one `torch.save` file of plain data and tensors only (see `PT_KEYS`), written atomically; it is
@@ -75,7 +80,7 @@ JSON_VERSION = 1
 VERIFY_BATCH = 8
 ATOL = 1e-5  # pt and py are the same computation (bit for bit expected); the tolerance only guards BLAS
 PT_KEYS = ("mdl_export", "model", "experiment", "architecture_hash", "params", "weights", "source",
-           "source_name", "imports", "ir", "training", "versions", "created")
+           "source_name", "imports", "ir", "training", "obs_norm", "versions", "created")
 
 
 # -------------------------------------------------------------------------------------- JSON schema
@@ -405,7 +410,8 @@ def _export_pt(src: _Source, path: Path, moe: str) -> tuple[list, dict]:
         "architecture_hash": compiled.architecture_hash, "params": compiled.params,
         "weights": {k: v.detach().cpu().clone() for k, v in compiled.module.state_dict().items()},
         "source": compiled.source, "source_name": src.source_name, "imports": src.imports,
-        "ir": compiled.ir.to_json(), "training": src.training, "versions": versions,
+        "ir": compiled.ir.to_json(), "training": src.training, "obs_norm": _obs_norm_settings(compiled.module),
+        "versions": versions,
         "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
     }
     with atomic_write(path, "wb") as f:
@@ -472,7 +478,7 @@ def _export_py(src: _Source, path: Path, moe: str) -> tuple[list, dict]:
     from mdl.files import write_text_atomic
 
     compiled = src.compiled
-    write_text_atomic(path, standalone_source(compiled.ir, src.source_name))
+    write_text_atomic(path, standalone_source(compiled.ir, src.source_name, _obs_norm_settings(compiled.module)))
     # The file is mdl's own generated code (written just now), imported by path to check it.
     name = f"mdl_export_check_{uuid.uuid4().hex}"
     spec = importlib.util.spec_from_file_location(name, path)
@@ -611,10 +617,30 @@ def read_export(path: str | Path) -> dict[str, Any]:
                                                       for k, v in imports.items())),
         ("training", training is None or isinstance(training, dict)),
         ("source_name", payload.get("source_name") is None or isinstance(payload.get("source_name"), str)),
-        ("ir", isinstance(payload["ir"], dict)), ("model", isinstance(payload["model"], str))) if not ok]
+        ("ir", isinstance(payload["ir"], dict)), ("model", isinstance(payload["model"], str)),
+        ("obs_norm", _valid_obs_norm(payload.get("obs_norm")))) if not ok]
     if bad:
         raise LoadError(f"{path} is a damaged mdl export (bad {', '.join(bad)})")
     return payload
+
+
+def _valid_obs_norm(saved: Any) -> bool:
+    """None, or `obsnorm.settings(...)`: a list of positive ints and two positive numbers."""
+    if saved is None:
+        return True
+    number = (int, float)
+    return (isinstance(saved, dict) and isinstance(saved.get("shape"), list)
+            and all(isinstance(d, int) and not isinstance(d, bool) and d > 0 for d in saved["shape"])
+            and all(isinstance(saved.get(k), number) and not isinstance(saved.get(k), bool) and saved[k] > 0
+                    for k in ("clip", "epsilon")))
+
+
+def _obs_norm_settings(module) -> dict[str, Any] | None:
+    """The settings of the observation normalisation in front of `module` (a norm_obs run), else None."""
+    from mdl.runtime import obsnorm
+
+    layer = obsnorm.layer_of(module)
+    return obsnorm.settings(layer) if layer is not None else None
 
 
 def _refuse_non_zip(path: Path, head: bytes) -> None:
@@ -656,6 +682,10 @@ def _load_export(path: Path, device: str = "cpu") -> tuple[Any, dict[str, Any]]:
     compiled = _rebuild(payload, path)
     with torch.random.fork_rng(devices=[]):  # building the module draws initial weights: leave the RNG be
         module = lower(compiled.ir)
+    if payload.get("obs_norm") is not None:  # a norm_obs run's policy: its statistics are in the weights
+        from mdl.runtime import obsnorm
+
+        obsnorm.attach(module, obsnorm.layer_from_settings(payload["obs_norm"]))
     compiled._module = module
     try:
         module.load_state_dict(payload["weights"], strict=True)

@@ -80,6 +80,10 @@ class PPOConfig:
     # -85.9 with it (seed 1, orthogonal init both times): unscaled value errors swamp the policy
     # gradient through the shared trunk and the global gradient clip.
     norm_reward: bool = True
+    # Normalise observations by their running mean and variance (`mdl.runtime.obsnorm`: gymnasium's
+    # `NormalizeObservation`, clipped at 10 as SB3's `VecNormalize`). Off, as in CleanRL and SB3; the
+    # rl-zoo turns it on per task (MountainCar, LunarLander, ...). Float observations only (E0412).
+    norm_obs: bool = False
 
     @classmethod
     def from_experiment(cls, algo: Mapping[str, Any]) -> PPOConfig:

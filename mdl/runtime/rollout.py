@@ -4,7 +4,8 @@ current policy and turns the steps into the flattened `ppo.Batch` an update trai
 Rollout storage is [T, N, ...] (layout and the NEXT_STEP autoreset convention: `mdl.runtime.ppo`'s
 docstring). A row that follows a done step is a reset step: `ppo.reset_steps` marks it, `compute_gae`
 skips it and the loss leaves it out (`Batch.valid`). Rewards are scaled before GAE when the run has a
-`RewardScaler`; the episode statistics see them unscaled.
+`RewardScaler`; the episode statistics see them unscaled. With `norm_obs` the buffers hold the
+observations normalised as they arrived (`TrainState.observe`).
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ import torch
 
 from mdl.compiler.experiment import EnvSpec
 from mdl.runtime import ppo
-from mdl.runtime.trainstate import TrainState, action_mask, observations
+from mdl.runtime.trainstate import TrainState, action_mask
 
 
 def make_envs(env: EnvSpec, seed: int):
@@ -77,7 +78,7 @@ class Rollout:
             reset_row = done
             self.terms[t] = torch.as_tensor(np.asarray(terminated, dtype=bool), device=dev)
             self.truncs[t] = torch.as_tensor(np.asarray(truncated, dtype=bool), device=dev)
-            state.next_obs = observations(obs, state.obs_dtype, dev)
+            state.next_obs = state.observe(obs)
             if self.mask is not None:
                 state.next_mask = action_mask(infos, self.num_envs, state.actions, dev)
         state.step += self.steps * self.num_envs

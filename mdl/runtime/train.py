@@ -8,6 +8,9 @@ holds, in `mdl.runtime.trainstate`; the run directory's files, in `mdl.runtime.r
 
 Rewards: with `norm_reward` (the default) they are divided by a running std of the discounted return
 before GAE (`ppo.RewardScaler`, saved in checkpoints); returns and scores are logged unscaled.
+Observations: with `norm_obs` each is normalised by running statistics as it arrives
+(`mdl.runtime.obsnorm`, saved in checkpoints); the trained policy carries them, frozen, in front of
+its input (`mdlc eval` and the exports take raw observations).
 
 Autoreset: both env kinds use gymnasium 1.x NEXT_STEP autoreset, so a rollout row that follows a done
 step is a reset step (see `mdl.runtime.ppo`'s docstring); `reset_steps` marks those rows, `compute_gae`
@@ -43,10 +46,10 @@ Resume (`resume(RUN_DIR)`, `mdlc train --resume RUN_DIR`): the experiment, seed 
 the run's `config.json` and its `.mdl` copy; the newest checkpoint that loads is taken (a truncated or
 corrupt newer one is skipped with a warning); a design whose architecture hash differs from the
 checkpoint's is refused (`DesignMismatch`). The model, optimizer, counters, episode statistics, the
-torch / numpy / python / minibatch-shuffle RNG states, the held observation and action mask and (2048)
-the env state are restored, `metrics.jsonl` is cut back to the checkpoint's update, and the run goes on
-to its budget. A 2048 run with `deterministic=True` then logs exactly the metrics of an uninterrupted
-run (timing keys aside). Gym envs cannot save their state: a gym run resumes with envs re-seeded from
+torch / numpy / python / minibatch-shuffle RNG states, the observation statistics, the held
+observation and action mask and (2048) the env state are restored, `metrics.jsonl` is cut back to the
+checkpoint's update, and the run goes on to its budget. A 2048 run with `deterministic=True` then logs
+exactly the metrics of an uninterrupted run (timing keys aside). Gym envs cannot save their state: a gym run resumes with envs re-seeded from
 `seed + update` (fresh episodes, running returns dropped), so it is not bit-exact.
 """
 
@@ -75,6 +78,7 @@ from mdl.runtime import ppo
 from mdl.runtime.checkpoint import save_checkpoint
 from mdl.runtime.errors import DesignMismatch, TrainError
 from mdl.runtime.metrics import MetricsLog
+from mdl.runtime.obsnorm import ObsNormalizer
 from mdl.runtime.rollout import Rollout, make_envs, value_of
 from mdl.runtime.rundir import RunDir, read_json, write_json
 from mdl.runtime.trainstate import EpisodeStats, TrainState, action_mask
@@ -286,7 +290,8 @@ def train(spec: ExperimentSpec, source_text: str, source_path: str | Path, out_d
             obs_type = next(iter(spec.graph.input_types().values()))
             state = TrainState(module, optimizer, shuffle, make_envs(env_spec, seed), EpisodeStats(num_envs),
                                ppo.RewardScaler(num_envs, cfg.gamma) if cfg.norm_reward else None, seed,
-                               env_spec.actions, torch.long if obs_type.dtype == "int" else torch.float32, dev)
+                               env_spec.actions, torch.long if obs_type.dtype == "int" else torch.float32, dev,
+                               obs_norm=ObsNormalizer(tuple(env_spec.observation.shape), dev) if cfg.norm_obs else None)
             state.reset_envs(seed)
             rollout = Rollout(cfg.rollout, state, tuple(env_spec.observation.shape))
             if resume_state is not None:

@@ -1,7 +1,7 @@
 """The state of a training run, saved and restored in one place: `TrainState`.
 
 Everything a checkpoint holds lives here (the module and optimizer, the counters, the episode
-statistics, the reward scaler, every RNG, the observation and mask the next rollout starts from and,
+statistics, the reward scaler, the observation statistics of `norm_obs`, every RNG, the observation and mask the next rollout starts from and,
 for the 2048 env, the boards), with one `state_dict` / `load_state_dict` pair, so that save and
 restore cannot drift apart. A checkpoint holds only tensors and plain containers of primitives, so
 `torch.load(weights_only=True)` reads it (the 2048 env's uint64 boards go as int64 bit patterns and the
@@ -23,6 +23,7 @@ import numpy as np
 import torch
 
 from mdl.runtime import ppo
+from mdl.runtime.obsnorm import ObsNormalizer
 
 TILES = (256, 512, 1024, 2048)  # summary.json `tile_rates`
 HISTORY = 100  # episodes in the running means (mean_return, mean_score, tile rates)
@@ -156,15 +157,22 @@ class TrainState:
     update: int = 0
     step: int = 0
     wall_seconds: float = 0.0  # training time before this process took the run over
+    obs_norm: ObsNormalizer | None = None  # `norm_obs`: next_obs and the rollout hold normalised observations
 
     @property
     def masked(self) -> bool:
         return self.next_mask is not None
 
+    def observe(self, obs: Any) -> torch.Tensor:
+        """The envs' observations as the model's input: normalised (updating the running statistics)
+        when the run has `norm_obs`."""
+        tensor = observations(obs, self.obs_dtype, self.device)
+        return self.obs_norm(tensor) if self.obs_norm is not None else tensor
+
     def reset_envs(self, seed: int) -> None:
         """Start every env afresh (seeded) and take its first observation."""
         obs, infos = self.envs.reset(seed=seed)
-        self.next_obs = observations(obs, self.obs_dtype, self.device)
+        self.next_obs = self.observe(obs)
         num_envs = self.next_obs.shape[0]
         # 2048 masks illegal moves; gym ids have no mask
         self.next_mask = action_mask(infos, num_envs, self.actions, self.device) if "action_mask" in infos else None
@@ -180,6 +188,7 @@ class TrainState:
             "numpy_rng": _numpy_rng_state(), "python_rng": _python_rng_state(),
             "episode_stats": self.stats.state(),
             "reward_scaler": self.scaler.state() if self.scaler is not None else None,
+            "obs_norm": self.obs_norm.state() if self.obs_norm is not None else None,
             "next_obs": self.next_obs.cpu(), "next_mask": self.next_mask.cpu() if self.masked else None,
             "last_done": self.last_done.cpu(),
         }
@@ -196,6 +205,8 @@ class TrainState:
         self.optimizer.load_state_dict(st["optimizer"])
         self.update, self.step = int(st["update"]), int(st["step"])
         self.wall_seconds = float(st.get("wall_seconds", 0.0))
+        if self.obs_norm is not None and st.get("obs_norm") is not None:  # before the envs reset (they update it)
+            self.obs_norm.load_state(st["obs_norm"])
         if "env_state" in st and hasattr(self.envs, "set_state"):
             self.envs.set_state(_env_state_from_plain(st["env_state"]))
             self.stats.load_state(st["episode_stats"])

@@ -78,3 +78,26 @@ class MLP(nn.Module):
 
     def extra_repr(self) -> str:
         return f"act={self.act!r}"
+
+
+class ObsNorm(nn.Module):
+    """Observation normalisation of a `ppo(norm_obs=true)` run (the running statistics:
+    mdl.runtime.obsnorm): `clamp((x - mean) / sqrt(var + epsilon), -clip, clip)`, computed in float64.
+
+    `mean` and `var` are float64 buffers, so they travel in the state dict; no parameters. Training
+    normalises every observation with this module, and a trained policy (eval, every export) puts it in
+    front of the design, so it takes raw observations.
+    """
+
+    def __init__(self, shape: tuple[int, ...], clip: float = 10.0, epsilon: float = 1e-8):
+        super().__init__()
+        self.clip, self.epsilon = float(clip), float(epsilon)
+        self.register_buffer("mean", torch.zeros(shape, dtype=torch.float64))
+        self.register_buffer("var", torch.ones(shape, dtype=torch.float64))
+
+    def forward(self, x: Tensor) -> Tensor:
+        z = (x.to(torch.float64) - self.mean) / torch.sqrt(self.var + self.epsilon)
+        return z.clamp(-self.clip, self.clip).to(x.dtype)
+
+    def extra_repr(self) -> str:
+        return f"shape={tuple(self.mean.shape)}, clip={self.clip}, epsilon={self.epsilon}"
