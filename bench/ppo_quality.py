@@ -206,7 +206,7 @@ def main(argv: list[str] | None = None) -> int:
     results: dict[tuple[str, str], list[dict[str, Any]]] = {}
     started = time.perf_counter()
     with multiprocessing.get_context("spawn").Pool(args.jobs, maxtasksperchild=1) as pool:
-        for (framework, task, seed, steps), result in pool.imap(_job, jobs):
+        for (framework, task, seed, _steps), result in pool.imap(_job, jobs):
             results.setdefault((framework, task), []).append(result)
             if "error" in result:
                 print(f"  {task:<12} {framework:<4} seed {seed}: FAILED {result['error']}", flush=True)
