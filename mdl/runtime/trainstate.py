@@ -1,8 +1,8 @@
 """The state of a training run, saved and restored in one place: `TrainState`.
 
 Everything a checkpoint holds lives here (the module and optimizer, the counters, the episode
-statistics, the reward scaler, the observation statistics of `norm_obs`, every RNG, the observation and mask the next rollout starts from and,
-for the 2048 env, the boards), with one `state_dict` / `load_state_dict` pair, so that save and
+statistics, the reward scaler, the observation statistics of `norm_obs`, every RNG, the observation
+and mask the next rollout starts from and, for the 2048 env, the boards), with one `state_dict` / `load_state_dict` pair, so that save and
 restore cannot drift apart. A checkpoint holds only tensors and plain containers of primitives, so
 `torch.load(weights_only=True)` reads it (the 2048 env's uint64 boards go as int64 bit patterns and the
 numpy bit generator's 128-bit state as JSON text).

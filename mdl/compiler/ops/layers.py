@@ -2,6 +2,9 @@
 
 Each is small and its parameter count is LANGUAGE.md's formula. Parameter-free primitives (activations,
 reductions, reshapes, arithmetic) are lowered to plain torch functions instead (see mdl.compiler.lower).
+
+`ObsNorm` is no primitive: it is the observation normalisation a `norm_obs` run puts in front of the
+design (mdl.runtime.obsnorm), here so that the standalone `.py` export copies it like the others.
 """
 
 from __future__ import annotations
