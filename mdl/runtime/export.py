@@ -400,6 +400,7 @@ def _export_pt(src: _Source, path: Path, moe: str) -> tuple[list, dict]:
     import torch
 
     from mdl.files import atomic_write
+    from mdl.runtime import obsnorm
     from mdl.runtime.train import package_versions
 
     compiled = src.compiled
@@ -410,7 +411,7 @@ def _export_pt(src: _Source, path: Path, moe: str) -> tuple[list, dict]:
         "architecture_hash": compiled.architecture_hash, "params": compiled.params,
         "weights": {k: v.detach().cpu().clone() for k, v in compiled.module.state_dict().items()},
         "source": compiled.source, "source_name": src.source_name, "imports": src.imports,
-        "ir": compiled.ir.to_json(), "training": src.training, "obs_norm": _obs_norm_settings(compiled.module),
+        "ir": compiled.ir.to_json(), "training": src.training, "obs_norm": obsnorm.settings(compiled.module),
         "versions": versions,
         "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
     }
@@ -476,9 +477,10 @@ def _structural_check(document: Any) -> list[str]:
 def _export_py(src: _Source, path: Path, moe: str) -> tuple[list, dict]:
     from mdl.compiler.codegen import class_name, standalone_source
     from mdl.files import write_text_atomic
+    from mdl.runtime import obsnorm
 
     compiled = src.compiled
-    write_text_atomic(path, standalone_source(compiled.ir, src.source_name, _obs_norm_settings(compiled.module)))
+    write_text_atomic(path, standalone_source(compiled.ir, src.source_name, obsnorm.settings(compiled.module)))
     # The file is mdl's own generated code (written just now), imported by path to check it.
     name = f"mdl_export_check_{uuid.uuid4().hex}"
     spec = importlib.util.spec_from_file_location(name, path)
@@ -635,14 +637,6 @@ def _valid_obs_norm(saved: Any) -> bool:
                     for k in ("clip", "epsilon")))
 
 
-def _obs_norm_settings(module) -> dict[str, Any] | None:
-    """The settings of the observation normalisation in front of `module` (a norm_obs run), else None."""
-    from mdl.runtime import obsnorm
-
-    layer = obsnorm.layer_of(module)
-    return obsnorm.settings(layer) if layer is not None else None
-
-
 def _refuse_non_zip(path: Path, head: bytes) -> None:
     """A file that is not a zip archive: a plain pickle naming code is refused as such; anything else is
     not a .pt file. The opcodes are only listed (pickletools), never run."""
@@ -677,14 +671,13 @@ def _load_export(path: Path, device: str = "cpu") -> tuple[Any, dict[str, Any]]:
     import torch
 
     from mdl.compiler.lower import lower
+    from mdl.runtime import obsnorm
 
     payload = read_export(path)
     compiled = _rebuild(payload, path)
     with torch.random.fork_rng(devices=[]):  # building the module draws initial weights: leave the RNG be
         module = lower(compiled.ir)
     if payload.get("obs_norm") is not None:  # a norm_obs run's policy: its statistics are in the weights
-        from mdl.runtime import obsnorm
-
         obsnorm.attach(module, obsnorm.layer_from_settings(payload["obs_norm"]))
     compiled._module = module
     try:

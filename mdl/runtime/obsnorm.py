@@ -109,8 +109,12 @@ def layer_of(module: torch.nn.Module) -> ObsNorm | None:
     return layer if isinstance(layer, ObsNorm) else None
 
 
-def settings(layer: ObsNorm) -> dict[str, Any]:
-    """What an export records of an attached layer besides its buffers: {"shape", "clip", "epsilon"}."""
+def settings(module: torch.nn.Module) -> dict[str, Any] | None:
+    """What an export records of the layer `attach` put in front of `module`, besides its buffers
+    ({"shape", "clip", "epsilon"}); None when there is none (not a norm_obs run)."""
+    layer = layer_of(module)
+    if layer is None:
+        return None
     return {"shape": list(layer.mean.shape), "clip": layer.clip, "epsilon": layer.epsilon}
 
 
