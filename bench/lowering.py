@@ -47,7 +47,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 import mdl
-from mdl.compiler.diagnostics import CompileError
+from mdl.dsl.diagnostics import CompileError
 from mdl.compiler.lower import lower, verify
 from mdl.compiler.ops.moe import MoE
 

@@ -11,7 +11,7 @@ import pytest
 
 from mdl.compiler import cost
 from mdl.compiler.check import Analysis, analyze, check_source
-from mdl.compiler.diagnostics import Diagnostic, Fix, Severity
+from mdl.dsl.diagnostics import Diagnostic, Fix, Severity
 
 DATA = Path(__file__).resolve().parent / "data" / "check"
 

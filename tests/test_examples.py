@@ -20,7 +20,7 @@ import pytest
 
 from mdl.cli import main
 from mdl.compiler.check import check_source
-from mdl.compiler.diagnostics import Diagnostic
+from mdl.dsl.diagnostics import Diagnostic
 
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLES = ROOT / "examples"

@@ -14,7 +14,7 @@ from torch.fx.passes.shape_prop import ShapeProp
 import mdl
 from mdl.compiler import lower as lowering
 from mdl.compiler.api import compile_file
-from mdl.compiler.diagnostics import CompileError
+from mdl.dsl.diagnostics import CompileError
 from mdl.compiler.ir import Graph
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from mdl.compiler.diagnostics import Severity
+from mdl.dsl.diagnostics import Severity
 from mdl.dsl import ast
 from mdl.dsl.ast import Span
 from mdl.dsl.parser import parse, parse_number

@@ -24,7 +24,7 @@ from strategies import models, models_with_shapes
 from mdl.compiler import shapes
 from mdl.compiler.api import compile_source
 from mdl.compiler.check import check_source
-from mdl.compiler.diagnostics import Diagnostic, Severity
+from mdl.dsl.diagnostics import Diagnostic, Severity
 from mdl.compiler.primitives import PRIMITIVES
 from mdl.compiler.render import render_diagnostic
 from mdl.dsl.ast import Span

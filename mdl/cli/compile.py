@@ -17,7 +17,7 @@ from mdl.runtime.errors import EXIT_ERRORS, EXIT_OK, EXIT_USAGE
 
 def cmd_compile(args: argparse.Namespace, out: Console, err: Console) -> int:
     from mdl.compiler.api import compile_source
-    from mdl.compiler.diagnostics import CompileError
+    from mdl.dsl.diagnostics import CompileError
     from mdl.compiler.render import print_diagnostics
 
     text = read_text_file(args.file, err)
@@ -44,7 +44,7 @@ def _write_standalone(compiled, args: argparse.Namespace, out: Console, err: Con
     from rich.markup import escape
 
     from mdl.compiler.codegen import class_name, standalone_source
-    from mdl.compiler.diagnostics import CompileError
+    from mdl.dsl.diagnostics import CompileError
     from mdl.compiler.render import print_diagnostics
 
     try:

@@ -17,7 +17,7 @@ def cmd_export(args: argparse.Namespace, out: Console, err: Console) -> int:
     """Export a design, run, checkpoint or exported .pt and verify the file. Exit 0 when written and
     verified, 1 for a design with errors or a changed architecture, 2 for a usage error (no such
     source, --model that is not there), 3 when a file does not load or the export does not verify."""
-    from mdl.compiler.diagnostics import CompileError
+    from mdl.dsl.diagnostics import CompileError
     from mdl.runtime.export import export
 
     try:

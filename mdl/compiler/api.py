@@ -14,7 +14,7 @@ from typing import Any
 
 from mdl.compiler import cost
 from mdl.compiler.check import Analysis, analyze
-from mdl.compiler.diagnostics import CompileError, Diagnostic, error
+from mdl.dsl.diagnostics import CompileError, Diagnostic, error
 from mdl.compiler.elaborate import Elaborator
 from mdl.compiler.ir import Graph
 from mdl.dsl import ast
@@ -138,7 +138,7 @@ def select_model(analysis: Analysis, model: str | None, path: str | None) -> tup
     if model in analysis.graphs:
         return analysis.graphs[model], []
     if model not in models:
-        from mdl.compiler.diagnostics import did_you_mean
+        from mdl.dsl.diagnostics import did_you_mean
 
         guess = did_you_mean(model, models)
         return None, [error("E0402", where, f"no model named `{model}`",

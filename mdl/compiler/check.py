@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-from mdl.compiler.diagnostics import Diagnostic, Severity, error
+from mdl.dsl.diagnostics import Diagnostic, Severity, error
 from mdl.compiler.elaborate import Elaborator, is_tensor_param
 from mdl.compiler.experiment import ExperimentChecker, ExperimentSpec
 from mdl.compiler.ir import Graph

@@ -28,7 +28,7 @@ import math
 import symtable
 from typing import Any
 
-from mdl.compiler.diagnostics import CompileError, error
+from mdl.dsl.diagnostics import CompileError, error
 from mdl.compiler.ir import Graph, Node
 
 # Ops that are modules in the lowered GraphModule (mdl.compiler.lower.make_module); the rest are calls.

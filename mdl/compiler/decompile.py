@@ -964,7 +964,7 @@ def decompile(ir: Any, name: str | None = None) -> str:
     that no design written this way reproduces (the message says where).
     """
     from mdl.compiler.api import architecture_hash, compile_source
-    from mdl.compiler.diagnostics import CompileError
+    from mdl.dsl.diagnostics import CompileError
     from mdl.dsl.format import FormatError, format_source
 
     parsed = _read(ir)

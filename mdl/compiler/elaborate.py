@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from mdl.compiler import cost, shapes
-from mdl.compiler.diagnostics import Diagnostic, Edit, Fix, Label, did_you_mean, error, warning
+from mdl.dsl.diagnostics import Diagnostic, Edit, Fix, Label, did_you_mean, error, warning
 from mdl.compiler.ir import BlockCall, Graph, Node, TensorType, safe_name
 from mdl.compiler.primitives import (
     BUILTINS,

@@ -12,7 +12,7 @@ import itertools
 from dataclasses import dataclass, field
 from typing import Any
 
-from mdl.compiler.diagnostics import Edit, Fix, did_you_mean
+from mdl.dsl.diagnostics import Edit, Fix, did_you_mean
 from mdl.compiler.elaborate import UNKNOWN, CallValue, Elaborator, Frame, QuantityValue, Symbol, Tensor
 from mdl.compiler.ir import Graph, TensorType
 from mdl.compiler.primitives import MAX_SIZE, Arg, ArgError, coerce, type_name

@@ -21,7 +21,7 @@ import torch.fx as fx
 import torch.nn.functional as F
 from torch import nn
 
-from mdl.compiler.diagnostics import CompileError, Diagnostic, error
+from mdl.dsl.diagnostics import CompileError, Diagnostic, error
 from mdl.compiler.ir import Graph, Node, TensorType
 from mdl.compiler.ops.layers import MLP, PositionalEncoding, SelfAttention
 

@@ -174,7 +174,7 @@ def _choices_text(arg: Arg) -> str:
 def _choices_help(arg: Arg, value: str | None = None) -> str | None:
     if not arg.choices:
         return None
-    from mdl.compiler.diagnostics import did_you_mean
+    from mdl.dsl.diagnostics import did_you_mean
 
     guess = did_you_mean(value, arg.choices) if value else None
     if guess:

@@ -8,7 +8,7 @@ from collections.abc import Callable
 from rich.console import Console
 from rich.text import Text
 
-from mdl.compiler.diagnostics import Diagnostic, Severity
+from mdl.dsl.diagnostics import Diagnostic, Severity
 from mdl.dsl.ast import Span
 
 SourceOf = Callable[[str | None], str | None]

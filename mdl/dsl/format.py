@@ -22,7 +22,7 @@ import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-from mdl.compiler.diagnostics import Diagnostic, error
+from mdl.dsl.diagnostics import Diagnostic, error
 from mdl.dsl import ast
 from mdl.dsl.parser import parse
 

@@ -27,7 +27,7 @@ from importlib import resources
 from lark import Lark, Transformer
 from lark.exceptions import UnexpectedInput
 
-from mdl.compiler.diagnostics import Diagnostic, Label, error
+from mdl.dsl.diagnostics import Diagnostic, Label, error
 from mdl.dsl import ast
 from mdl.dsl.ast import Span
 

@@ -13,7 +13,7 @@ import asyncio
 from lsprotocol import types
 from pygls.uris import to_fs_path
 
-from mdl.compiler.diagnostics import Diagnostic, Severity
+from mdl.dsl.diagnostics import Diagnostic, Severity
 from mdl.lsp.server import MdlServer, Snapshot
 
 SOURCE = "mdl"

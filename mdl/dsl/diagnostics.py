@@ -1,5 +1,8 @@
 """Diagnostics are values: every stage returns them in a list; the CLI and the language server render them.
 
+They sit at the bottom of the import graph (beside the AST spans they point at): the parser reports
+with them as much as the compiler does.
+
 Each code is explained in `docs/errors.md`.
 """
 
