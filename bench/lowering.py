@@ -47,9 +47,9 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 import mdl
-from mdl.dsl.diagnostics import CompileError
 from mdl.compiler.lower import lower, verify
 from mdl.compiler.ops.moe import MoE
+from mdl.dsl.diagnostics import CompileError
 
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLE = ROOT / "examples" / "moe_2048.mdl"

@@ -31,9 +31,9 @@ from strategies import models
 from mdl.cli import main
 from mdl.compiler.api import CompiledModel, compile_file, compile_source
 from mdl.compiler.codegen import class_name, standalone_source
-from mdl.dsl.diagnostics import CompileError
 from mdl.compiler.lower import example_inputs, example_sizes
 from mdl.compiler.primitives import PRIMITIVES
+from mdl.dsl.diagnostics import CompileError
 
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLES = ROOT / "examples"

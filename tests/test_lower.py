@@ -14,8 +14,8 @@ from torch.fx.passes.shape_prop import ShapeProp
 import mdl
 from mdl.compiler import lower as lowering
 from mdl.compiler.api import compile_file
-from mdl.dsl.diagnostics import CompileError
 from mdl.compiler.ir import Graph
+from mdl.dsl.diagnostics import CompileError
 
 ROOT = Path(__file__).resolve().parent.parent
 DESIGNS = sorted(

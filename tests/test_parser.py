@@ -11,9 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from mdl.dsl.diagnostics import Severity
 from mdl.dsl import ast
 from mdl.dsl.ast import Span
+from mdl.dsl.diagnostics import Severity
 from mdl.dsl.parser import parse, parse_number
 
 DATA = Path(__file__).resolve().parent / "data" / "parser"

@@ -24,10 +24,10 @@ from strategies import models, models_with_shapes
 from mdl.compiler import shapes
 from mdl.compiler.api import compile_source
 from mdl.compiler.check import check_source
-from mdl.dsl.diagnostics import Diagnostic, Severity
 from mdl.compiler.primitives import PRIMITIVES
 from mdl.compiler.render import render_diagnostic
 from mdl.dsl.ast import Span
+from mdl.dsl.diagnostics import Diagnostic, Severity
 from mdl.dsl.parser import parse
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -17,8 +17,8 @@ from mdl.runtime.errors import EXIT_ERRORS, EXIT_OK, EXIT_USAGE
 
 def cmd_compile(args: argparse.Namespace, out: Console, err: Console) -> int:
     from mdl.compiler.api import compile_source
-    from mdl.dsl.diagnostics import CompileError
     from mdl.compiler.render import print_diagnostics
+    from mdl.dsl.diagnostics import CompileError
 
     text = read_text_file(args.file, err)
     if text is None:
@@ -44,8 +44,8 @@ def _write_standalone(compiled, args: argparse.Namespace, out: Console, err: Con
     from rich.markup import escape
 
     from mdl.compiler.codegen import class_name, standalone_source
-    from mdl.dsl.diagnostics import CompileError
     from mdl.compiler.render import print_diagnostics
+    from mdl.dsl.diagnostics import CompileError
 
     try:
         text = standalone_source(compiled.ir, args.file)

@@ -6,18 +6,17 @@ it is asked for, so `mdlc check`, `mdlc compile --json` and the language server 
 
 from __future__ import annotations
 
-import hashlib
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from mdl.compiler import cost
 from mdl.compiler.check import Analysis, analyze
-from mdl.dsl.diagnostics import CompileError, Diagnostic, error
 from mdl.compiler.elaborate import Elaborator
 from mdl.compiler.ir import Graph
+from mdl.compiler.ir import ir_architecture_hash as ir_architecture_hash  # the public name exports use
 from mdl.dsl import ast
+from mdl.dsl.diagnostics import CompileError, Diagnostic, error
 
 
 @dataclass
@@ -52,7 +51,7 @@ class CompiledModel:
     def architecture_hash(self) -> str:
         """sha256 of the architecture: every node's name, op, inputs, attributes and type, and the
         input and output names. Spans, comments, formatting and the model's name do not enter it."""
-        return architecture_hash(self.ir)
+        return self.ir.architecture_hash()
 
     @property
     def params(self) -> int:
@@ -92,28 +91,8 @@ class CompiledModel:
 
 
 def architecture_hash(graph: Graph) -> str:
-    return ir_architecture_hash(graph.to_json())
-
-
-def ir_architecture_hash(ir: dict) -> str:
-    """The architecture hash of an IR in its JSON form (`Graph.to_json()`, as exports carry it)."""
-    canonical = {
-        "inputs": [[k, v] for k, v in ir["inputs"].items()],
-        "outputs": [[k, v] for k, v in ir["outputs"].items()],
-        "nodes": [[n["name"], n["op"], list(n["inputs"]), sorted((k, _plain(v)) for k, v in n["attrs"].items()),
-                   n["dtype"], [str(d) for d in n["shape"]]] for n in ir["nodes"]],
-    }
-    text = json.dumps(canonical, separators=(",", ":"), sort_keys=True)
-    return hashlib.sha256(text.encode()).hexdigest()
-
-
-def _plain(v: Any) -> Any:
-    """An attribute value in a JSON-stable form (floats by repr, tuples as lists)."""
-    if isinstance(v, float):
-        return repr(v)
-    if isinstance(v, tuple | list):
-        return [_plain(x) for x in v]
-    return v
+    """The graph's architecture hash (`Graph.architecture_hash`; kept here as the public name)."""
+    return graph.architecture_hash()
 
 
 def select_model(analysis: Analysis, model: str | None, path: str | None) -> tuple[Graph | None, list[Diagnostic]]:

@@ -9,13 +9,13 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-from mdl.dsl.diagnostics import Diagnostic, Severity, error
 from mdl.compiler.elaborate import Elaborator, is_tensor_param
 from mdl.compiler.experiment import ExperimentChecker, ExperimentSpec
 from mdl.compiler.ir import Graph
 from mdl.compiler.names import check_names
 from mdl.compiler.resolve import Loader, ModuleScope
 from mdl.dsl import ast
+from mdl.dsl.diagnostics import Diagnostic, Severity, error
 
 
 @dataclass

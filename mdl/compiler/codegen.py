@@ -28,8 +28,8 @@ import math
 import symtable
 from typing import Any
 
-from mdl.dsl.diagnostics import CompileError, error
 from mdl.compiler.ir import Graph, Node
+from mdl.dsl.diagnostics import CompileError, error
 
 # Ops that are modules in the lowered GraphModule (mdl.compiler.lower.make_module); the rest are calls.
 MODULE_OPS = frozenset({"embedding", "linear", "layer_norm", "rms_norm", "dropout", "attention", "pos_encoding",

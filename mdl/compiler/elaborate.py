@@ -13,7 +13,6 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from mdl.compiler import cost, shapes
-from mdl.dsl.diagnostics import Diagnostic, Edit, Fix, Label, did_you_mean, error, warning
 from mdl.compiler.ir import BlockCall, Graph, Node, TensorType, safe_name
 from mdl.compiler.primitives import (
     BUILTINS,
@@ -28,6 +27,7 @@ from mdl.compiler.primitives import (
 from mdl.compiler.resolve import ModuleScope
 from mdl.dsl import ast
 from mdl.dsl.ast import Span
+from mdl.dsl.diagnostics import Diagnostic, Edit, Fix, Label, did_you_mean, error, warning
 
 MAX_NODES = 100_000
 MAX_REPEAT = 10_000

@@ -12,13 +12,13 @@ import itertools
 from dataclasses import dataclass, field
 from typing import Any
 
-from mdl.dsl.diagnostics import Edit, Fix, did_you_mean
 from mdl.compiler.elaborate import UNKNOWN, CallValue, Elaborator, Frame, QuantityValue, Symbol, Tensor
 from mdl.compiler.ir import Graph, TensorType
 from mdl.compiler.primitives import MAX_SIZE, Arg, ArgError, coerce, type_name
 from mdl.compiler.resolve import ModuleScope
 from mdl.dsl import ast
 from mdl.dsl.ast import Span
+from mdl.dsl.diagnostics import Edit, Fix, did_you_mean
 
 PPO_ARGS: tuple[Arg, ...] = (
     Arg("lr", "float", 2.5e-4, low=0, low_open=True, high=1, doc="Adam learning rate, annealed linearly to 0"),

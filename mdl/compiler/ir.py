@@ -8,6 +8,8 @@ product such as a flattened `[B, T, 4]` is written `"T*4"`.
 
 from __future__ import annotations
 
+import hashlib
+import json
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -151,3 +153,29 @@ class Graph:
             "nodes": [n.to_json() for n in self.nodes],
             "calls": [{"path": c.path, "block": c.block, "line": c.span.line} for c in self.calls],
         }
+
+    def architecture_hash(self) -> str:
+        """sha256 of the architecture: every node's name, op, inputs, attributes and type, and the
+        input and output names. Spans, comments, formatting and the model's name do not enter it."""
+        return ir_architecture_hash(self.to_json())
+
+
+def ir_architecture_hash(ir: dict) -> str:
+    """The architecture hash of an IR in its JSON form (`Graph.to_json()`, as exports carry it)."""
+    canonical = {
+        "inputs": [[k, v] for k, v in ir["inputs"].items()],
+        "outputs": [[k, v] for k, v in ir["outputs"].items()],
+        "nodes": [[n["name"], n["op"], list(n["inputs"]), sorted((k, _plain(v)) for k, v in n["attrs"].items()),
+                   n["dtype"], [str(d) for d in n["shape"]]] for n in ir["nodes"]],
+    }
+    text = json.dumps(canonical, separators=(",", ":"), sort_keys=True)
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def _plain(v: Any) -> Any:
+    """An attribute value in a JSON-stable form (floats by repr, tuples as lists)."""
+    if isinstance(v, float):
+        return repr(v)
+    if isinstance(v, tuple | list):
+        return [_plain(x) for x in v]
+    return v

@@ -21,9 +21,9 @@ import torch.fx as fx
 import torch.nn.functional as F
 from torch import nn
 
-from mdl.dsl.diagnostics import CompileError, Diagnostic, error
 from mdl.compiler.ir import Graph, Node, TensorType
 from mdl.compiler.ops.layers import MLP, PositionalEncoding, SelfAttention
+from mdl.dsl.diagnostics import CompileError, Diagnostic, error
 
 DTYPES = {"float": torch.float32, "int": torch.int64}
 _ARITH = {"add": operator.add, "sub": operator.sub, "mul": operator.mul, "div": operator.truediv}

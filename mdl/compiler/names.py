@@ -6,11 +6,11 @@ of the checked file that nothing calls yet, so a typo in an unused block is stil
 
 from __future__ import annotations
 
-from mdl.dsl.diagnostics import Diagnostic
 from mdl.compiler.elaborate import takes_symbols, unknown_block, unknown_name
 from mdl.compiler.primitives import BUILTINS, PRIMITIVES
 from mdl.compiler.resolve import ModuleScope
 from mdl.dsl import ast
+from mdl.dsl.diagnostics import Diagnostic
 
 
 def check_names(scope: ModuleScope, diagnostics: list[Diagnostic]) -> None:

@@ -8,8 +8,8 @@ from collections.abc import Callable
 from rich.console import Console
 from rich.text import Text
 
-from mdl.dsl.diagnostics import Diagnostic, Severity
 from mdl.dsl.ast import Span
+from mdl.dsl.diagnostics import Diagnostic, Severity
 
 SourceOf = Callable[[str | None], str | None]
 

@@ -13,9 +13,9 @@ from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path, PurePosixPath
 
-from mdl.dsl.diagnostics import Diagnostic, Label, did_you_mean, error
 from mdl.compiler.primitives import BUILTINS, PRIMITIVES
 from mdl.dsl import ast
+from mdl.dsl.diagnostics import Diagnostic, Label, did_you_mean, error
 from mdl.dsl.parser import parse
 
 Definition = ast.Const | ast.Block | ast.Model

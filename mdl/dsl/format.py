@@ -22,8 +22,8 @@ import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-from mdl.dsl.diagnostics import Diagnostic, error
 from mdl.dsl import ast
+from mdl.dsl.diagnostics import Diagnostic, error
 from mdl.dsl.parser import parse
 
 MAX_WIDTH = 100  # columns, counted without a trailing comment

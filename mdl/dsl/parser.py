@@ -27,9 +27,9 @@ from importlib import resources
 from lark import Lark, Transformer
 from lark.exceptions import UnexpectedInput
 
-from mdl.dsl.diagnostics import Diagnostic, Label, error
 from mdl.dsl import ast
 from mdl.dsl.ast import Span
+from mdl.dsl.diagnostics import Diagnostic, Label, error
 
 # Tokens after which a newline does not end the statement.
 _CONTINUES = frozenset({"+", "-", "*", "/", ",", "=", "{", "->", "(", "["})

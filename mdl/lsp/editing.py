@@ -14,8 +14,8 @@ from __future__ import annotations
 
 from lsprotocol import types
 
-from mdl.dsl.diagnostics import Diagnostic
 from mdl.dsl.ast import Span
+from mdl.dsl.diagnostics import Diagnostic
 from mdl.dsl.format import FormatError, format_source
 from mdl.lsp.diagnostics import to_lsp
 from mdl.lsp.server import MdlServer, Snapshot
