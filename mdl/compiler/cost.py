@@ -2,6 +2,9 @@
 
 Conventions (stated once, used everywhere):
 
+Each primitive's own formulas are its `params`, `flops` and `saved` rules (mdl.compiler.primitives);
+this module states the conventions they follow and adds them up over a graph.
+
 - **Parameters** follow LANGUAGE.md's formulas exactly; they equal
   `sum(p.numel() for p in module.parameters())` of the lowered module.
 - **FLOPs** are forward FLOPs for one sample (the batch dimension `B` set to 1). A multiply-add is 2
@@ -22,105 +25,17 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from mdl.compiler.ir import Graph, Node, TensorType
+from mdl.compiler.primitives import PRIMITIVES
+from mdl.compiler.shapes import Site
+from mdl.compiler.shapes import numel as numel  # elements at a batch size: the figures' unit
 
 BYTES = 4  # fp32
-BATCH = "B"
 
 
-def numel(t: TensorType, batch: int = 1) -> int | None:
-    """Elements of a tensor with the batch dim set to `batch`; None if another dim is symbolic."""
-    n = 1
-    for d in t.shape:
-        if isinstance(d, int):
-            n *= d
-        elif d == BATCH:
-            n *= batch
-        else:
-            return None
-    return n
-
-
-def count_params(op: str, inputs: list[TensorType], attrs: dict, out: TensorType) -> int:
-    """LANGUAGE.md's parameter formula for one primitive."""
-    d = inputs[0].shape[-1] if inputs and inputs[0].rank else 0
-    if op == "embedding":
-        return attrs["vocab"] * attrs["dim"]
-    if op == "linear":
-        return d * attrs["out"] + (attrs["out"] if attrs["bias"] else 0)
-    if op == "layer_norm":
-        return 2 * d
-    if op == "rms_norm":
-        return d
-    if op == "attention":
-        return 4 * d * d + 4 * d
-    if op == "pos_encoding":
-        return inputs[0].shape[1] * d if attrs["kind"] == "learned" else 0
-    if op == "mlp":
-        h = attrs["hidden"]
-        o = out.shape[-1]
-        return d * h + h + h * o + o
-    if op == "moe":
-        e, h = attrs["experts"], attrs["hidden"]
-        return d * e + e * (d * h + h + h * d + d)
-    return 0
-
-
-def count_flops(op: str, inputs: list[TensorType], attrs: dict, out: TensorType) -> int | None:
-    """Forward FLOPs of one primitive for one sample (see the module docstring)."""
-    n_out = numel(out)
-    n_in = numel(inputs[0]) if inputs else 0
-    if n_out is None or n_in is None:
-        return None
-    d = inputs[0].shape[-1] if inputs and inputs[0].rank else 1
-    tokens = n_in // d if isinstance(d, int) and d else 0
-    if op in ("embedding", "flatten", "reshape", "concat", "input"):
-        return 0
-    if op == "linear":
-        return 2 * tokens * d * attrs["out"] + (n_out if attrs["bias"] else 0)
-    if op == "layer_norm":
-        return 5 * n_out
-    if op == "rms_norm":
-        return 4 * n_out
-    if op == "softmax":
-        return 5 * n_out
-    if op in ("mean", "sum", "max"):
-        return n_in
-    if op == "pos_encoding":
-        return n_out
-    if op == "attention":
-        t = inputs[0].shape[1]
-        heads = attrs["heads"]
-        projections = 2 * t * d * 3 * d + 2 * t * d * d + 4 * t * d
-        mixing = 2 * (2 * t * t * d)
-        return projections + mixing + 5 * heads * t * t
-    if op == "mlp":
-        h, o = attrs["hidden"], out.shape[-1]
-        return tokens * (2 * d * h + h + h + 2 * h * o + o)
-    if op == "moe":
-        e, h, k = attrs["experts"], attrs["hidden"], attrs["top_k"]
-        router = tokens * (2 * d * e + 5 * e)
-        expert = 2 * d * h + h + h + 2 * h * d + d
-        return router + tokens * k * expert + tokens * k * 2 * d
-    return n_out  # elementwise: activations, dropout, arithmetic
-
-
-def _extra_training_values(node: Node, inputs: list[TensorType], batch: int) -> int | None:
-    """Values saved for backward inside a primitive, beyond its output."""
-    if node.op == "attention":
-        b_t = numel(TensorType("float", inputs[0].shape[:-1]), batch)
-        t = inputs[0].shape[1]
-        if b_t is None or not isinstance(t, int):
-            return None
-        return 2 * b_t * node.attrs["heads"] * t + 3 * numel(inputs[0], batch)  # scores+probs, q/k/v
-    if node.op == "moe":
-        tokens = numel(TensorType("float", inputs[0].shape[:-1]), batch)
-        if tokens is None:
-            return None
-        return 2 * tokens * node.attrs["top_k"] * node.attrs["hidden"]
-    if node.op == "mlp":
-        tokens = numel(TensorType("float", inputs[0].shape[:-1]), batch)
-        return None if tokens is None else 2 * tokens * node.attrs["hidden"]
-    return 0
+def _saved(node: Node, inputs: list[TensorType], batch: int) -> int | None:
+    """Values saved for backward inside a primitive, beyond its output (its `saved` rule)."""
+    prim = PRIMITIVES.get(node.op)
+    return 0 if prim is None else prim.saved(Site(node.op, tuple(inputs), node.attrs, node.type), batch)
 
 
 @dataclass(frozen=True, slots=True)
@@ -146,7 +61,7 @@ def memory(graph: Graph, batch: int = 1) -> Memory:
     for node in graph.nodes:
         ins = [graph.nodes[i].type for i in node.inputs]
         out = numel(node.type, batch)
-        extra = _extra_training_values(node, ins, batch)
+        extra = _saved(node, ins, batch)
         in_sizes = [numel(t, batch) for t in ins]
         if out is None or extra is None or any(s is None for s in in_sizes):
             saved = peak = None

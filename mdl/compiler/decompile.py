@@ -27,7 +27,8 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
-from mdl.compiler.primitives import PRIMITIVES, REQUIRED
+from mdl.compiler.args import REQUIRED
+from mdl.compiler.primitives import PRIMITIVES
 
 ARITH = {"add": "+", "sub": "-", "mul": "*", "div": "/"}
 KNOWN_OPS = {"input", "neg", *ARITH, *PRIMITIVES}

@@ -13,17 +13,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from mdl.compiler import cost, shapes
+from mdl.compiler.args import REQUIRED, Arg, ArgError, coerce, type_name
 from mdl.compiler.ir import BlockCall, Graph, Node, TensorType, safe_name
-from mdl.compiler.primitives import (
-    BUILTINS,
-    PRIMITIVES,
-    REQUIRED,
-    Arg,
-    ArgError,
-    Primitive,
-    coerce,
-    type_name,
-)
+from mdl.compiler.primitives import BUILTINS, PRIMITIVES, Primitive
 from mdl.compiler.resolve import ModuleScope
 from mdl.dsl import ast
 from mdl.dsl.ast import Span
@@ -32,7 +24,6 @@ from mdl.dsl.diagnostics import Diagnostic, Edit, Fix, Label, did_you_mean, erro
 MAX_NODES = 100_000
 MAX_REPEAT = 10_000
 MAX_CALL_DEPTH = 64
-WIDE_OPS = {"embedding": "dim", "mlp": "hidden", "moe": "hidden"}  # widths checked for multiples of 8
 
 
 class _Unknown:
@@ -601,13 +592,13 @@ class Elaborator:
             return UNKNOWN
         in_types = [t.type for t in tensors]
         try:
-            out = shapes.infer(prim.name, in_types, attrs)
+            out = prim.output(in_types, attrs)
         except shapes.ShapeError as exc:
             fix = self._suggestion_fix(exc, kwargs, call)
             return self.err(frame, exc.code, call.span, exc.message, exc.help, fix=fix)
         self._check_width(prim.name, attrs, in_types, call, kwargs, frame)
-        params = cost.count_params(prim.name, in_types, attrs, out)
-        flops = cost.count_flops(prim.name, in_types, attrs, out)
+        params = prim.count_params(in_types, attrs, out)
+        flops = prim.count_flops(in_types, attrs, out)
         return self.add_node(prim.name, tuple(t.node for t in tensors), attrs, out, call.span, frame,
                              params=params, flops=flops)
 
@@ -623,11 +614,12 @@ class Elaborator:
     def _check_width(self, op: str, attrs: dict, in_types: list[TensorType], call: ast.Call, kwargs,
                      frame: Frame) -> None:
         checks: list[tuple[int, ast.Keyword | None, str]] = []
-        if op in WIDE_OPS:
-            key = WIDE_OPS[op]
-            checks.append((attrs[key], kwargs.get(key, (None, None))[1], f"`{key}`"))
-        if op == "attention" and isinstance(in_types[0].shape[-1], int):
-            checks.append((in_types[0].shape[-1], None, "attention width"))
+        for key in PRIMITIVES[op].widths:
+            if key == "input":
+                if isinstance(in_types[0].shape[-1], int):
+                    checks.append((in_types[0].shape[-1], None, f"{op} width"))
+            else:
+                checks.append((attrs[key], kwargs.get(key, (None, None))[1], f"`{key}`"))
         for width, kw, what in checks:
             if isinstance(width, int) and width >= 16 and width % 8:
                 up = -(-width // 8) * 8

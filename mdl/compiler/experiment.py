@@ -12,9 +12,9 @@ import itertools
 from dataclasses import dataclass, field
 from typing import Any
 
+from mdl.compiler.args import MAX_SIZE, Arg, ArgError, coerce, type_name
 from mdl.compiler.elaborate import UNKNOWN, CallValue, Elaborator, Frame, QuantityValue, Symbol, Tensor
 from mdl.compiler.ir import Graph, TensorType
-from mdl.compiler.primitives import MAX_SIZE, Arg, ArgError, coerce, type_name
 from mdl.compiler.resolve import ModuleScope
 from mdl.dsl import ast
 from mdl.dsl.ast import Span

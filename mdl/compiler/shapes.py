@@ -1,18 +1,58 @@
-"""Symbolic shape and dtype inference for each primitive.
+"""Symbolic shape and dtype inference: the shape rules the primitives name, and what they share.
 
-`infer(op, inputs, attrs)` returns the output TensorType or raises ShapeError, which the elaborator
-turns into a diagnostic at the call. Dims are ints or symbolic names (`"B"`); two symbolic dims are
-equal only when their names are.
+A primitive's `infer` rule (mdl.compiler.primitives) takes a `Site` — the op, its input types and
+resolved attrs — and returns the output TensorType or raises ShapeError, which the elaborator turns
+into a diagnostic at the call. Dims are ints or symbolic names (`"B"`); two symbolic dims are equal
+only when their names are.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 from mdl.compiler.ir import Dim, TensorType
 
-ACTIVATION_OPS = ("relu", "gelu", "silu", "tanh", "sigmoid")
+BATCH = "B"
+
+
+@dataclass(frozen=True, slots=True)
+class Site:
+    """One application of a primitive as its rules see it: the op, its input types, its resolved attrs and,
+    once inferred, its output type (the parameter, FLOP, memory and lowering rules read it)."""
+
+    op: str
+    inputs: tuple[TensorType, ...]
+    attrs: dict[str, Any]
+    out: TensorType = TensorType("float", ())
+
+    @property
+    def x(self) -> TensorType:
+        return self.inputs[0]
+
+    @property
+    def d(self) -> Any:
+        """The first input's last dimension (1 for a scalar): the width most rules are written in."""
+        return self.inputs[0].shape[-1] if self.inputs and self.inputs[0].rank else 1
+
+    @property
+    def tokens(self) -> int:
+        """Vectors of width `d` in one sample's first input (0 when a dim is unknown)."""
+        n, d = numel(self.inputs[0]) if self.inputs else 0, self.d
+        return n // d if isinstance(n, int) and isinstance(d, int) and d else 0
+
+
+def numel(t: TensorType, batch: int = 1) -> int | None:
+    """Elements of a tensor with the batch dim set to `batch`; None if another dim is symbolic."""
+    n = 1
+    for d in t.shape:
+        if isinstance(d, int):
+            n *= d
+        elif d == BATCH:
+            n *= batch
+        else:
+            return None
+    return n
 
 
 class ShapeError(Exception):
@@ -43,14 +83,14 @@ def mul_dims(dims: list[Dim]) -> Dim:
     return "*".join(symbols)
 
 
-def _axis(dim: int, rank: int, what: str = "dim") -> int:
+def axis_index(dim: int, rank: int, what: str = "dim") -> int:
     if not -rank <= dim < rank:
         raise ShapeError("E0210", f"`{what}={dim}` is out of range for a tensor of rank {rank}",
                          f"use a value from {-rank} to {rank - 1}")
     return dim % rank
 
 
-def _last(x: TensorType, op: str) -> int:
+def last_dim(x: TensorType, op: str) -> int:
     if x.rank == 0:
         raise ShapeError("E0207", f"`{op}` needs a tensor with at least one dimension, got {x}",
                          "apply it before the last dimension is reduced away")
@@ -61,39 +101,44 @@ def _last(x: TensorType, op: str) -> int:
     return d
 
 
-def _float_input(x: TensorType, op: str) -> None:
+def float_input(x: TensorType, op: str) -> None:
     if x.dtype != "float":
         raise ShapeError("E0205", f"`{op}` needs a float input, got {x}",
                          "turn integer ids into vectors first, e.g. `x -> embedding(vocab=16, dim=64)`")
 
 
-def _same(x: TensorType, op: str, attrs: dict) -> TensorType:
-    _float_input(x, op)
+def elementwise(s: Site) -> TensorType:
+    x, op = s.x, s.op
+    float_input(x, op)
     return x
 
 
-def _norm(x: TensorType, op: str, attrs: dict) -> TensorType:
-    _float_input(x, op)
-    _last(x, op)
+def norm(s: Site) -> TensorType:
+    x, op = s.x, s.op
+    float_input(x, op)
+    last_dim(x, op)
     return x
 
 
-def _embedding(x: TensorType, op: str, attrs: dict) -> TensorType:
+def embedding(s: Site) -> TensorType:
+    x, attrs = s.x, s.attrs
     if x.dtype != "int":
         raise ShapeError("E0205", f"`embedding` needs an int input of token ids, got {x}",
                          "declare the input as `int[...]`, or use `linear(out=...)` on float features")
     return TensorType("float", (*x.shape, attrs["dim"]))
 
 
-def _linear(x: TensorType, op: str, attrs: dict) -> TensorType:
-    _float_input(x, op)
-    _last(x, op)
+def linear(s: Site) -> TensorType:
+    x, op, attrs = s.x, s.op, s.attrs
+    float_input(x, op)
+    last_dim(x, op)
     return TensorType("float", (*x.shape[:-1], attrs["out"]))
 
 
-def _softmax(x: TensorType, op: str, attrs: dict) -> TensorType:
-    _float_input(x, op)
-    _axis(attrs["dim"], x.rank)
+def softmax(s: Site) -> TensorType:
+    x, op, attrs = s.x, s.op, s.attrs
+    float_input(x, op)
+    axis_index(attrs["dim"], x.rank)
     return x
 
 
@@ -106,12 +151,13 @@ def _divisors_near(n: int, around: int) -> list[int]:
     return sorted(below + above)
 
 
-def _attention(x: TensorType, op: str, attrs: dict) -> TensorType:
-    _float_input(x, op)
+def attention(s: Site) -> TensorType:
+    x, op, attrs = s.x, s.op, s.attrs
+    float_input(x, op)
     if x.rank != 3:
         raise ShapeError("E0207", f"`attention` needs a [B, T, d] input, got {x}",
                          "reshape to [batch, sequence, width] first")
-    d = _last(x, op)
+    d = last_dim(x, op)
     heads = attrs["heads"]
     if d % heads:
         options = sorted(_divisors_near(d, heads))
@@ -122,48 +168,53 @@ def _attention(x: TensorType, op: str, attrs: dict) -> TensorType:
     return x
 
 
-def _pos_encoding(x: TensorType, op: str, attrs: dict) -> TensorType:
-    _float_input(x, op)
+def pos_encoding(s: Site) -> TensorType:
+    x, op, attrs = s.x, s.op, s.attrs
+    float_input(x, op)
     if x.rank != 3:
         raise ShapeError("E0207", f"`pos_encoding` needs a [B, T, d] input, got {x}",
                          "it adds a position code along the sequence dimension T")
-    _last(x, op)
+    last_dim(x, op)
     if attrs["kind"] == "learned" and not isinstance(x.shape[1], int):
         raise ShapeError("E0208", f'`pos_encoding(kind="learned")` needs a known sequence length, got {x}',
                          'give T as a number, or use kind="sinusoidal"')
     return x
 
 
-def _mlp(x: TensorType, op: str, attrs: dict) -> TensorType:
-    _float_input(x, op)
-    d = _last(x, op)
+def mlp(s: Site) -> TensorType:
+    x, op, attrs = s.x, s.op, s.attrs
+    float_input(x, op)
+    d = last_dim(x, op)
     out = attrs["out"] if attrs["out"] is not None else d
     return TensorType("float", (*x.shape[:-1], out))
 
 
-def _moe(x: TensorType, op: str, attrs: dict) -> TensorType:
-    _float_input(x, op)
-    _last(x, op)
+def moe(s: Site) -> TensorType:
+    x, op, attrs = s.x, s.op, s.attrs
+    float_input(x, op)
+    last_dim(x, op)
     if attrs["top_k"] > attrs["experts"]:
         raise ShapeError("E0204", f"`top_k={attrs['top_k']}` is more than `experts={attrs['experts']}`",
                          f"use top_k between 1 and {attrs['experts']}", suggest=("top_k", attrs["experts"]))
     return x
 
 
-def _reduce(x: TensorType, op: str, attrs: dict) -> TensorType:
+def reduce(s: Site) -> TensorType:
+    x, op, attrs = s.x, s.op, s.attrs
     if x.rank == 0:
         raise ShapeError("E0207", f"`{op}` needs a tensor with at least one dimension, got {x}",
                          "there is no dimension left to reduce; remove this step")
-    axis = _axis(attrs["dim"], x.rank)
+    axis = axis_index(attrs["dim"], x.rank)
     dtype = "float" if op == "mean" else x.dtype
     return TensorType(dtype, x.shape[:axis] + x.shape[axis + 1:])
 
 
-def _flatten(x: TensorType, op: str, attrs: dict) -> TensorType:
+def flatten(s: Site) -> TensorType:
+    x, attrs = s.x, s.attrs
     if x.rank == 0:
         return TensorType(x.dtype, (1,))
-    start = _axis(attrs["start"], x.rank, "start")
-    end = _axis(attrs["end"], x.rank, "end")
+    start = axis_index(attrs["start"], x.rank, "start")
+    end = axis_index(attrs["end"], x.rank, "end")
     if start > end:
         raise ShapeError("E0210", f"`flatten` start={attrs['start']} comes after end={attrs['end']} "
                          f"for a tensor of rank {x.rank}", "use start <= end, e.g. `flatten(start=1)`")
@@ -171,7 +222,8 @@ def _flatten(x: TensorType, op: str, attrs: dict) -> TensorType:
     return TensorType(x.dtype, (*x.shape[:start], merged, *x.shape[end + 1:]))
 
 
-def _reshape(x: TensorType, op: str, attrs: dict) -> TensorType:
+def reshape(s: Site) -> TensorType:
+    x, attrs = s.x, s.attrs
     shape = list(attrs["shape"])
     for d in shape:
         if isinstance(d, int) and d != -1 and d < 1:
@@ -231,9 +283,10 @@ def _fmt(shape) -> str:
     return "[" + ", ".join(str(d) for d in shape) + "]"
 
 
-def _concat(xs: list[TensorType], attrs: dict) -> TensorType:
+def concat(s: Site) -> TensorType:
+    xs, attrs = s.inputs, s.attrs
     first = xs[0]
-    axis = _axis(attrs["dim"], first.rank)
+    axis = axis_index(attrs["dim"], first.rank)
     total: list[Dim] = []
     for x in xs:
         if x.rank != first.rank:
@@ -270,19 +323,3 @@ def broadcast(a: TensorType, b: TensorType, op: str) -> TensorType:
                              "`linear(out=...)`")
     dtype = "float" if "float" in (a.dtype, b.dtype) else "int"
     return TensorType(dtype, tuple(reversed(out)))
-
-
-_UNARY: dict[str, Callable[[TensorType, str, dict], TensorType]] = {
-    "embedding": _embedding, "linear": _linear, "layer_norm": _norm, "rms_norm": _norm,
-    "softmax": _softmax, "dropout": _same, "attention": _attention, "pos_encoding": _pos_encoding,
-    "mlp": _mlp, "moe": _moe, "mean": _reduce, "sum": _reduce, "max": _reduce,
-    "flatten": _flatten, "reshape": _reshape,
-    **{a: _same for a in ACTIVATION_OPS},
-}
-
-
-def infer(op: str, inputs: list[TensorType], attrs: dict[str, Any]) -> TensorType:
-    """The output type of primitive `op` applied to `inputs` with resolved `attrs`."""
-    if op == "concat":
-        return _concat(inputs, attrs)
-    return _UNARY[op](inputs[0], op, attrs)

@@ -20,9 +20,10 @@ from dataclasses import dataclass
 from lsprotocol import types
 
 from mdl.compiler import cost
+from mdl.compiler.args import Arg
 from mdl.compiler.experiment import ENV_ARGS, PPO_ARGS
 from mdl.compiler.ir import Graph, Node
-from mdl.compiler.primitives import BUILTINS, PRIMITIVES, Arg, Primitive
+from mdl.compiler.primitives import BUILTINS, PRIMITIVES, Primitive
 from mdl.dsl import ast
 from mdl.dsl.format import format_expr
 
@@ -369,7 +370,7 @@ def _arg_doc(a: Arg) -> str:
 
 
 def _primitive_md(p: Primitive) -> list[str]:
-    lines = [f"```mdl\n{p.signature()}\n```", p.doc, f"shape: `{p.shape}` · params: `{p.params}`"]
+    lines = [f"```mdl\n{p.signature()}\n```", p.doc, f"shape: `{p.shape}` · params: `{p.params_text}`"]
     if p.args:
         lines.append("\n".join(f"- {_arg_doc(a)}" for a in p.args))
     return lines
