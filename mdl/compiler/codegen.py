@@ -29,13 +29,10 @@ import symtable
 from typing import Any
 
 from mdl.compiler.ir import Graph, Node
+from mdl.compiler.ops import lowering
+from mdl.compiler.shapes import Site
 from mdl.dsl.diagnostics import CompileError, error
 
-# Ops that are modules in the lowered GraphModule (mdl.compiler.lower.make_module); the rest are calls.
-MODULE_OPS = frozenset({"embedding", "linear", "layer_norm", "rms_norm", "dropout", "attention", "pos_encoding",
-                        "mlp", "moe"})
-_TORCH_FUNCTIONS = {"relu": "torch.relu", "tanh": "torch.tanh", "sigmoid": "torch.sigmoid", "gelu": "F.gelu",
-                    "silu": "F.silu", "mean": "torch.mean", "sum": "torch.sum", "max": "torch.amax"}
 _OPERATORS = {"add": "+", "sub": "-", "mul": "*", "div": "/"}
 _SMOKE_SIZES = (2, 3, 5, 7, 11, 13)  # symbolic dims in the smoke run: B first, distinct, >= 2
 
@@ -140,7 +137,7 @@ class _Generator:
     # ----------------------------------------------------------------------------- whole file
     def source(self) -> str:
         for node in self.graph.nodes:
-            if node.op in MODULE_OPS:
+            if isinstance(lowering.LOWERING.get(node.op), lowering.Module):
                 self._place(node, self._constructor(node))
         model = self._model_class()
         definitions = self._definitions()
@@ -202,55 +199,39 @@ class _Generator:
         return "".join(lines)
 
     def _definitions(self) -> list[str]:
-        ops = self.ops
-        parts = []
-        if self._needs_scope():
-            parts.append(_SCOPE)
-        if "mlp" in ops or "moe" in ops:
-            parts.append(_activations_source())
-        if "attention" in ops:
-            parts.append(_layer_source("SelfAttention"))
-        if "pos_encoding" in ops:
-            parts.append(_layer_source("PositionalEncoding", "sinusoids"))
-        if "mlp" in ops:
-            parts.append(_layer_source("MLP"))
-        if "moe" in ops:
-            parts.append(moe_reference_source())
-            parts.append(_moe_module_source())
+        """What the file defines before the model: `Scope`, then what the design's modules need (their
+        lowering rows' `defines`, `ACTIVATIONS` first), then `ObsNorm`."""
+        needed: list[str] = []
+        for op, entry in lowering.LOWERING.items():
+            if op in self.ops and isinstance(entry, lowering.Module):
+                needed += [name for name in entry.defines if name not in needed]
+        needed.sort(key=lambda name: name != "ACTIVATIONS")  # a stable sort: the rest keep table order
         if self.obs_norm is not None:
-            parts.append(_layer_source("ObsNorm"))
+            needed.append("ObsNorm")
+        special = {"ACTIVATIONS": _activations_source, "moe_reference": moe_reference_source,
+                   "MoE": _moe_module_source}
+        parts = [_SCOPE] if self._needs_scope() else []
+        parts += [special[name]() if name in special else _layer_source(name) for name in needed]
         return [p.lstrip("\n") for p in parts]
 
     # ------------------------------------------------------------------------------ modules
+    def _site(self, node: Node) -> Site:
+        return Site(node.op, tuple(self.graph.nodes[i].type for i in node.inputs), node.attrs, node.type)
+
+    def _row(self, node: Node, make: lowering.Make) -> tuple[tuple, dict[str, Any]]:
+        try:
+            return make(self._site(node))
+        except lowering.LoweringError as exc:
+            raise _Internal(node, str(exc)) from None
+
     def _constructor(self, node: Node) -> str:
-        """The module at the node's name, exactly as mdl.compiler.lower.make_module builds it."""
-        a = node.attrs
-        inputs = [self.graph.nodes[i].type for i in node.inputs]
-        d = inputs[0].shape[-1] if inputs and inputs[0].rank else None
-        op = node.op
-        if op == "embedding":
-            return f"nn.Embedding({_lit(a['vocab'])}, {_lit(a['dim'])})"
-        if op == "linear":
-            return f"nn.Linear({_lit(d)}, {_lit(a['out'])}" + ("" if a["bias"] else ", bias=False") + ")"
-        if op == "layer_norm":
-            return f"nn.LayerNorm({_lit(d)}, eps={_lit(a['eps'])})"
-        if op == "rms_norm":
-            return f"nn.RMSNorm({_lit(d)}, eps={_lit(a['eps'])})"
-        if op == "dropout":
-            return f"nn.Dropout(p={_lit(a['p'])})"
-        if op == "attention":
-            return f"SelfAttention({_lit(d)}, heads={_lit(a['heads'])}, dropout={_lit(a['dropout'])})"
-        if op == "pos_encoding":
-            length = inputs[0].shape[1] if isinstance(inputs[0].shape[1], int) else 1
-            return f"PositionalEncoding({_lit(length)}, {_lit(d)}, kind={_lit(a['kind'])})"
-        if op == "mlp":
-            return (f"MLP({_lit(d)}, hidden={_lit(a['hidden'])}, out={_lit(node.type.shape[-1])}, "
-                    f"act={_lit(a['act'])})")
-        if op == "moe":
-            return (f"MoE({_lit(d)}, experts={_lit(a['experts'])}, hidden={_lit(a['hidden'])}, "
-                    f"top_k={_lit(a['top_k'])}, act={_lit(a['act'])}, capacity={_lit(a['capacity'])}, "
-                    f"balance={_lit(a['balance'])})")
-        raise _Internal(node, f"no module for op `{op}`")
+        """The module at the node's name, from the lowering table's row as mdl.compiler.lower builds it."""
+        entry = lowering.LOWERING[node.op]
+        assert isinstance(entry, lowering.Module)
+        args, kwargs = self._row(node, entry.make)
+        home, _, name = entry.cls.partition(".")
+        text = [_lit(v) for v in args] + [f"{k}={_lit(v)}" for k, v in kwargs.items()]
+        return f"{entry.cls if home == 'nn' else name}({', '.join(text)})"
 
     def _place(self, node: Node, constructor: str) -> None:
         *parents, leaf = node.name.split(".")
@@ -368,33 +349,23 @@ class _Generator:
         a = node.attrs
         op = node.op
         args = [self.vars[i] for i in node.inputs]
-        x = args[0] if args else None
-        if op in MODULE_OPS:
-            return f"{self._access(node.name)}({', '.join(args)})"
-        if op in ("relu", "tanh", "sigmoid", "gelu", "silu"):
-            return f"{_TORCH_FUNCTIONS[op]}({x})"
-        if op == "softmax":
-            return f"F.softmax({x}, dim={_lit(a['dim'])})"
-        if op in ("mean", "sum", "max"):
-            return f"{_TORCH_FUNCTIONS[op]}({x}, dim={_lit(a['dim'])})"
-        if op == "flatten":
-            return f"torch.flatten({x}, start_dim={_lit(a['start'])}, end_dim={_lit(a['end'])})"
-        if op == "reshape":
-            shape = [d if isinstance(d, int) else -1 for d in node.type.shape]
-            if shape.count(-1) > 1:
-                raise _Internal(node, f"reshape to {node.type} has more than one symbolic dimension")
-            return f"torch.reshape({x}, {_lit(shape)})"
-        if op == "concat":
-            return f"torch.cat([{', '.join(args)}], dim={_lit(a['dim'])})"
         if op == "neg":
-            return f"-{x}"
+            return f"-{args[0]}"
         if op in _OPERATORS:
             sign = _OPERATORS[op]
             if "scalar" in a:
                 scalar = _lit(a["scalar"])
-                return f"{scalar} {sign} {x}" if a["scalar_first"] else f"{x} {sign} {scalar}"
+                return f"{scalar} {sign} {args[0]}" if a["scalar_first"] else f"{args[0]} {sign} {scalar}"
             return f"{args[0]} {sign} {args[1]}"
-        raise _Internal(node, f"no code for op `{op}`")
+        entry = lowering.LOWERING.get(op)
+        if entry is None:
+            raise _Internal(node, f"no code for op `{op}`")
+        if isinstance(entry, lowering.Module):
+            return f"{self._access(node.name)}({', '.join(args)})"
+        extra, kwargs = self._row(node, entry.make)
+        tensors = [f"[{', '.join(args)}]"] if entry.packed else args
+        text = tensors + [_lit(v) for v in extra] + [f"{k}={_lit(v)}" for k, v in kwargs.items()]
+        return f"{entry.fn}({', '.join(text)})"
 
     # ---------------------------------------------------------------------------- smoke run
     def _smoke_run(self) -> str:

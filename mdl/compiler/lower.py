@@ -1,7 +1,8 @@
 """Lowering: the graph IR becomes a `torch.fx.GraphModule`, built node by node with `torch.fx.Graph`.
 
-Every IR node becomes one FX node: a `call_module` for primitives with parameters or a train/eval
-difference (their module sits at the node's dotted name, so state-dict keys read like the design:
+Every IR node becomes one FX node, as the lowering table (mdl.compiler.ops.lowering) says: a
+`call_module` for primitives with parameters or a train/eval difference (their module sits at the
+node's dotted name, so state-dict keys read like the design:
 `layers.0.encoder_layer.attention.in_proj_weight`), a `call_function` for the rest. `node.meta` keeps
 the IR node (`"mdl_node"`) and its span (`"span"`). The module's forward takes the inputs in
 declaration order and returns a dict of the outputs by name.
@@ -22,7 +23,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from mdl.compiler.ir import Graph, Node, TensorType
-from mdl.compiler.ops.layers import MLP, PositionalEncoding, SelfAttention
+from mdl.compiler.ops import layers, lowering
+from mdl.compiler.shapes import Site
 from mdl.dsl.diagnostics import CompileError, Diagnostic, error
 
 DTYPES = {"float": torch.float32, "int": torch.int64}
@@ -33,73 +35,45 @@ def _in_types(graph: Graph, node: Node) -> list[TensorType]:
     return [graph.nodes[i].type for i in node.inputs]
 
 
+def _site(node: Node, inputs: list[TensorType]) -> Site:
+    return Site(node.op, tuple(inputs), node.attrs, node.type)
+
+
+def _resolve(dotted: str) -> Any:
+    """A torch function or module class named as the lowering table names it (`nn.Linear`, `F.gelu`)."""
+    home, _, name = dotted.partition(".")
+    if home == "moe":
+        from mdl.compiler.ops import moe as home_module  # registers the mdl::moe op on first use
+    else:
+        home_module = {"torch": torch, "F": F, "nn": nn, "layers": layers}[home]
+    return getattr(home_module, name)
+
+
 def make_module(node: Node, inputs: list[TensorType]) -> nn.Module | None:
     """The module for a primitive with parameters (or dropout), or None for a plain function."""
-    a = node.attrs
-    d = inputs[0].shape[-1] if inputs and inputs[0].rank else None
-    op = node.op
-    if op == "embedding":
-        return nn.Embedding(a["vocab"], a["dim"])
-    if op == "linear":
-        return nn.Linear(d, a["out"], bias=a["bias"])
-    if op == "layer_norm":
-        return nn.LayerNorm(d, eps=a["eps"])
-    if op == "rms_norm":
-        return nn.RMSNorm(d, eps=a["eps"])
-    if op == "dropout":
-        return nn.Dropout(a["p"])
-    if op == "attention":
-        return SelfAttention(d, a["heads"], a["dropout"])
-    if op == "pos_encoding":
-        return PositionalEncoding(inputs[0].shape[1] if isinstance(inputs[0].shape[1], int) else 1, d, a["kind"])
-    if op == "mlp":
-        return MLP(d, a["hidden"], node.type.shape[-1], a["act"])
-    if op == "moe":
-        from mdl.compiler.ops.moe import MoE  # registers the mdl::moe op on first use
-
-        return MoE(d, a["experts"], a["hidden"], a["top_k"], a["act"], a["capacity"], a["balance"])
-    return None
+    entry = lowering.LOWERING.get(node.op)
+    if not isinstance(entry, lowering.Module):
+        return None
+    args, kwargs = entry.make(_site(node, inputs))
+    return _resolve(entry.cls)(*args, **kwargs)
 
 
-def _reshape_target(node: Node) -> list[int]:
-    """`reshape`'s target with symbolic dims as -1 (the IR allows at most one unknown among them)."""
-    shape = [d if isinstance(d, int) else -1 for d in node.type.shape]
-    if shape.count(-1) > 1:
-        raise _Internal(node, f"reshape to {node.type} has more than one symbolic dimension")
-    return shape
-
-
-def _function_call(node: Node, args: list[fx.Node]) -> tuple[Any, tuple, dict]:
-    """(function, args, kwargs) for a parameter-free primitive."""
+def _function_call(node: Node, args: list[fx.Node], inputs: list[TensorType]) -> tuple[Any, tuple, dict]:
+    """(function, args, kwargs) for a parameter-free primitive or arithmetic."""
     a = node.attrs
     op = node.op
-    x = args[0] if args else None
-    if op in ("relu", "tanh", "sigmoid"):
-        return getattr(torch, op), (x,), {}
-    if op in ("gelu", "silu"):
-        return getattr(F, op), (x,), {}
-    if op == "softmax":
-        return F.softmax, (x,), {"dim": a["dim"]}
-    if op == "mean":
-        return torch.mean, (x,), {"dim": a["dim"]}
-    if op == "sum":
-        return torch.sum, (x,), {"dim": a["dim"]}
-    if op == "max":
-        return torch.amax, (x,), {"dim": a["dim"]}
-    if op == "flatten":
-        return torch.flatten, (x,), {"start_dim": a["start"], "end_dim": a["end"]}
-    if op == "reshape":
-        return torch.reshape, (x, _reshape_target(node)), {}
-    if op == "concat":
-        return torch.cat, (list(args),), {"dim": a["dim"]}
     if op == "neg":
-        return operator.neg, (x,), {}
+        return operator.neg, (args[0],), {}
     if op in _ARITH:
         fn = _ARITH[op]
         if "scalar" in a:
-            return fn, ((a["scalar"], x) if a["scalar_first"] else (x, a["scalar"])), {}
+            return fn, ((a["scalar"], args[0]) if a["scalar_first"] else (args[0], a["scalar"])), {}
         return fn, (args[0], args[1]), {}
-    raise _Internal(node, f"no lowering for op `{op}`")
+    entry = lowering.row(op)
+    assert isinstance(entry, lowering.Call), op
+    extra, kwargs = entry.make(_site(node, inputs))
+    tensors = (list(args),) if entry.packed else tuple(args)
+    return _resolve(entry.fn), (*tensors, *extra), kwargs
 
 
 class _Internal(Exception):
@@ -138,12 +112,17 @@ def lower(graph: Graph) -> fx.GraphModule:
             if node.op == "input":
                 fx_node = g.placeholder(node.name)
             else:
-                module = make_module(node, _in_types(graph, node))
+                inputs = _in_types(graph, node)
+                try:
+                    module = make_module(node, inputs)
+                    call = None if module is not None else _function_call(node, args, inputs)
+                except lowering.LoweringError as exc:
+                    raise _Internal(node, str(exc)) from None
                 if module is not None:
                     _attach(root, node.name, module)
                     fx_node = g.call_module(node.name, tuple(args))
                 else:
-                    fn, fargs, fkwargs = _function_call(node, args)
+                    fn, fargs, fkwargs = call
                     fx_node = g.call_function(fn, fargs, fkwargs)
             fx_node.meta["mdl_node"] = node
             fx_node.meta["span"] = node.span
