@@ -52,7 +52,7 @@ model Dense {
     s = seq -> pos_encoding -> layer_norm(eps=1e-3) -> attention(heads=2)
     s = s -> rms_norm -> relu -> linear(out=16, bias=false) -> gelu -> silu -> dropout(p=0.0)
     s = concat(s, t, dim=1)
-    s = s -> mlp(hidden=32, act="relu") -> mlp(hidden=8, out=16, act="silu") -> tanh -> sigmoid
+    s = s -> mlp(hidden=32, act="relu") -> mlp(hidden=8, out=32, act="silu") -> glu -> tanh -> sigmoid
     s = -s * 2 + 1.5 - (s / 3) + (2 - s) * (s -> softmax(dim=1))
     f = s -> flatten(start=1, end=2) -> reshape(shape=[B, 24, 16]) -> max(dim=1)
     g = s -> sum(dim=-2) -> softmax

@@ -73,7 +73,7 @@ model Dense {
     input obs: float[B, 12]
     x = obs -> linear(out=32) -> layer_norm -> relu
     x = x -> linear(out=24, bias=false) -> rms_norm(eps=1e-5) -> gelu -> dropout(p=0.1)
-    x = x -> mlp(hidden=48) -> silu
+    x = x -> mlp(hidden=48, out=48) -> glu -> silu
     h = x -> mlp(hidden=16, out=8, act="tanh") -> sigmoid -> tanh -> softmax
     output policy = h -> linear(out=4)
     output value = h -> linear(out=1, bias=false)
@@ -86,7 +86,7 @@ def dense() -> list[tuple[str, nn.Module]]:
         ("linear", nn.Linear(12, 32)), ("layer_norm", nn.LayerNorm(32)), ("relu", nn.ReLU()),
         ("linear", nn.Linear(32, 24, bias=False)), ("rms_norm", nn.RMSNorm(24, eps=1e-5)), ("gelu", nn.GELU()),
         ("dropout", nn.Dropout(0.1)),
-        ("mlp", MLP(24, 48)), ("silu", nn.SiLU()),
+        ("mlp", MLP(24, 48, 48)), ("glu", nn.GLU()), ("silu", nn.SiLU()),
         ("mlp", MLP(24, 16, 8, act=nn.Tanh)), ("sigmoid", nn.Sigmoid()), ("tanh", nn.Tanh()),
         ("softmax", nn.Softmax(dim=-1)),
         ("linear", nn.Linear(8, 4)), ("linear", nn.Linear(8, 1, bias=False)),

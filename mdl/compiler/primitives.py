@@ -124,6 +124,16 @@ def _hidden_saved(s: Site, batch: int, per_token: int) -> int | None:
     return None if tokens is None else 2 * tokens * per_token
 
 
+def _glu(s: Site) -> TensorType:
+    """[.., 2h] -> [.., h]: the first half gated by the sigmoid of the second."""
+    shapes.float_input(s.x, s.op)
+    d = shapes.last_dim(s.x, s.op)
+    if d % 2:
+        raise shapes.ShapeError("E0206", f"`glu` splits the last dimension in two halves, but {s.x} has an odd width",
+                                f"make the width even, e.g. `linear(out={d + 1})` before `glu`")
+    return TensorType("float", (*s.x.shape[:-1], d // 2))
+
+
 def _p(name: str, args: list[Arg], doc: str, shape: str, params_text: str = "0", **rules: Any) -> Primitive:
     return Primitive(name, tuple(args), doc, shape, params_text, **rules)
 
@@ -152,6 +162,8 @@ PRIMITIVES: dict[str, Primitive] = {
         _p("silu", [], "x * sigmoid(x).", _ELEMENTWISE),
         _p("tanh", [], "Hyperbolic tangent.", _ELEMENTWISE),
         _p("sigmoid", [], "Logistic sigmoid.", _ELEMENTWISE),
+        _p("glu", [], "Gated linear unit: the first half of the last dimension times the sigmoid of the second.",
+           "[.., 2*h] -> [.., h]", infer=_glu, flops=lambda s: 2 * numel(s.out)),  # a sigmoid and a product
         _p("softmax", [_dim(default=-1)], "Softmax along `dim`.", _ELEMENTWISE,
            infer=shapes.softmax, flops=lambda s: 5 * numel(s.out)),
         _p("dropout", [Arg("p", "float", REQUIRED, low=0, high=1, high_open=True, doc="the drop probability")],

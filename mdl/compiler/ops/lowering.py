@@ -88,6 +88,7 @@ LOWERING: dict[str, Module | Call] = {
     "silu": Call("F.silu"),
     "tanh": Call("torch.tanh"),
     "sigmoid": Call("torch.sigmoid"),
+    "glu": Call("F.glu", lambda s: ((), {"dim": -1})),
     "softmax": Call("F.softmax", _dim),
     "mean": Call("torch.mean", _dim),
     "sum": Call("torch.sum", _dim),
