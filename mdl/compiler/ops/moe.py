@@ -40,9 +40,9 @@ import os
 import torch
 from torch import Tensor, nn
 
-from .moe_math import backward_from_routing, route
+from mdl.compiler.ops.moe_math import backward_from_routing, route
+from mdl.compiler.primitives import ACTIVATIONS  # the language's list; `MoE` checks `act` against it
 
-ACTIVATIONS = ("gelu", "relu", "silu", "tanh", "sigmoid")
 BACKENDS = ("reference", "triton")
 
 
