@@ -95,21 +95,21 @@ def activation_and_slope(act: str, pre: Tensor) -> tuple[Tensor, Tensor]:
 
 def backward_from_routing(grad_y: Tensor, grad_mean_prob: Tensor, x: Tensor, router_weight: Tensor, w1: Tensor,
                           b1: Tensor, w2: Tensor, b2: Tensor, top_k: int, act: str,
-                          route: Routing) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor, Tensor]:
+                          routing: Routing) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor, Tensor]:
     """The six gradients of `mdl::moe` given the forward's routing (the reference's `route`, or the
     Triton backend's routing kernel and permutation: both backends share these formulas)."""
     n, d = x.shape
     token_of = torch.arange(n, device=x.device).repeat(top_k)
-    tokens = token_of[route.kept]
-    weight_of = route.weights.T.reshape(-1).to(x.dtype)[route.kept]
+    tokens = token_of[routing.kept]
+    weight_of = routing.weights.T.reshape(-1).to(x.dtype)[routing.kept]
 
     # Experts: y[t] += w * (act(x[t] @ w1[e] + b1[e]) @ w2[e] + b2[e]) for each kept assignment.
     xs = x.index_select(0, tokens)
     gys = grad_y.index_select(0, tokens)
     grad_xs, grad_weight_of = [], []
     grad_w1, grad_b1, grad_w2, grad_b2 = (torch.empty_like(t) for t in (w1, b1, w2, b2))
-    for e, (xe, gye, we) in enumerate(zip(xs.split(route.kept_counts), gys.split(route.kept_counts),
-                                          weight_of.split(route.kept_counts), strict=True)):
+    for e, (xe, gye, we) in enumerate(zip(xs.split(routing.kept_counts), gys.split(routing.kept_counts),
+                                          weight_of.split(routing.kept_counts), strict=True)):
         hidden, slope = activation_and_slope(act, xe @ w1[e] + b1[e])
         out = hidden @ w2[e] + b2[e]
         grad_out = gye * we.unsqueeze(-1)
@@ -123,15 +123,15 @@ def backward_from_routing(grad_y: Tensor, grad_mean_prob: Tensor, x: Tensor, rou
     grad_x = x.new_zeros(n, d).index_add(0, tokens, torch.cat(grad_xs))
 
     # Routing weights -> chosen probabilities -> all probabilities -> logits.
-    probs = route.probs
+    probs = routing.probs
     grad_weights = probs.new_zeros(n * top_k)
-    grad_weights[route.kept] = torch.cat(grad_weight_of).to(probs.dtype)
+    grad_weights[routing.kept] = torch.cat(grad_weight_of).to(probs.dtype)
     grad_weights = grad_weights.reshape(top_k, n).T  # [N, k]; a dropped assignment has zero gradient
     if top_k > 1:  # weights = p / sum(p): d/dp_j = (g_j - sum_i g_i * weights_i) / sum(p)
-        chosen_probs = probs.gather(1, route.chosen)
-        grad_weights = (grad_weights - (grad_weights * route.weights).sum(dim=-1, keepdim=True)) \
+        chosen_probs = probs.gather(1, routing.chosen)
+        grad_weights = (grad_weights - (grad_weights * routing.weights).sum(dim=-1, keepdim=True)) \
             / chosen_probs.sum(dim=-1, keepdim=True)
-    grad_probs = probs.new_zeros(probs.shape).scatter_add(1, route.chosen, grad_weights)
+    grad_probs = probs.new_zeros(probs.shape).scatter_add(1, routing.chosen, grad_weights)
     grad_probs = grad_probs + grad_mean_prob.to(probs.dtype) / max(n, 1)
     grad_logits = (probs * (grad_probs - (grad_probs * probs).sum(dim=-1, keepdim=True))).to(x.dtype)
     grad_x = grad_x + grad_logits @ router_weight
