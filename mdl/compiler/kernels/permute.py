@@ -2,16 +2,18 @@
 
 Assignments are listed choice-major, as GShard prioritises them: every token's first choice in token
 order, then every second choice, ...; a stable sort by expert id keeps that order inside each expert,
-so with a capacity C an expert keeps its first C entries. Torch ops (sort, cumsum): they are a small
-fraction of the work and deterministic.
+so with a capacity C an expert keeps its first C entries. That grouping is the reference's own
+(`ops.moe_math.group_by_expert`); this module adds the slots and the tiles the kernels walk. Torch
+ops (sort, cumsum): they are a small fraction of the work and deterministic.
 """
 
 from __future__ import annotations
 
-import math
 from typing import NamedTuple
 
 import torch
+
+from ..ops.moe_math import group_by_expert
 
 
 class Permutation(NamedTuple):
@@ -28,17 +30,7 @@ def permute(chosen: torch.Tensor, experts: int, capacity: float | None) -> Permu
     """Group the [N, k] choices by expert; with `capacity`, keep ceil(capacity * N * k / E) per expert."""
     n, top_k = chosen.shape
     device = chosen.device
-    expert_of = chosen.T.reshape(-1)  # choice-major
-    by_expert = torch.sort(expert_of, stable=True).indices
-    counts = torch.bincount(expert_of, minlength=experts)
-    starts = torch.cumsum(counts, dim=0) - counts
-    if capacity is None:
-        kept, kept_counts = by_expert, counts
-    else:
-        limit = math.ceil(capacity * n * top_k / experts)
-        slot = torch.arange(n * top_k, device=device) - starts[expert_of[by_expert]]
-        kept = by_expert[slot < limit]
-        kept_counts = counts.clamp(max=limit)
+    expert_of, kept, kept_counts, counts = group_by_expert(chosen, experts, capacity)
     group_starts = torch.cumsum(kept_counts, dim=0) - kept_counts
     slot_of = torch.full((n * top_k,), -1, dtype=torch.int64, device=device)
     slot_of[kept] = torch.arange(kept.numel(), device=device)

@@ -8,8 +8,9 @@ lowering sees a single `torch.ops.mdl.moe` node whatever happens inside. This mo
 - `mdl::moe`, a `torch.library.custom_op` whose default kernel is the reference, with a fake kernel
   for shape propagation (symbolic token counts included) and autograd.
 - `mdl::moe_backward`, the op the autograd formula calls: gradients written out by hand from a
-  recomputed routing (no autograd inside a kernel). It is an op of its own, with its own fake kernel,
-  so that `torch.compile` (AOTAutograd) traces the backward without looking inside it. It has no
+  recomputed routing (no autograd inside a kernel), by `moe_math`'s routing and formulas, which the
+  Triton backend (`mdl.compiler.kernels`) shares. It is an op of its own, with its own fake kernel, so
+  that `torch.compile` (AOTAutograd) traces the backward without looking inside it. It has no
   autograd formula itself, so double backward is not supported.
 - `MoE`, the `nn.Module` holding the router and the stacked expert weights.
 
@@ -35,12 +36,13 @@ from __future__ import annotations
 
 import math
 import os
-from typing import NamedTuple
 
 import torch
 from torch import Tensor, nn
 
-ACTIVATIONS = ("gelu", "relu", "silu", "tanh", "sigmoid")
+from mdl.compiler.ops.moe_math import backward_from_routing, route
+from mdl.compiler.primitives import ACTIVATIONS  # the language's list; `MoE` checks `act` against it
+
 BACKENDS = ("reference", "triton")
 
 
@@ -161,60 +163,6 @@ def _moe_fake(x: Tensor, router_weight: Tensor, w1: Tensor, b1: Tensor, w2: Tens
     return torch.empty_like(x), x.new_empty(experts), x.new_empty(experts), x.new_empty(())
 
 
-class _Routing(NamedTuple):
-    """What the backward needs of the forward's routing (recomputed, not saved)."""
-
-    probs: Tensor  # [N, E], float32 when x is half precision
-    chosen: Tensor  # [N, k] expert ids, best first
-    weights: Tensor  # [N, k] routing weights, probs' dtype
-    kept: Tensor  # [M] kept assignments (index into the choice-major [k*N] list), grouped by expert
-    kept_counts: list[int]  # [E] kept assignments per expert
-
-
-def _route(x: Tensor, router_weight: Tensor, top_k: int, capacity: float | None) -> _Routing:
-    """`moe_reference`'s routing, step for step (that function stays self-contained for the export)."""
-    n, experts = x.shape[0], router_weight.shape[0]
-    logits = x @ router_weight.T
-    if logits.dtype in (torch.float16, torch.bfloat16):
-        logits = logits.float()
-    probs = torch.softmax(logits, dim=-1)
-    chosen = torch.sort(probs, dim=-1, descending=True, stable=True).indices[:, :top_k]
-    chosen_probs = probs.gather(1, chosen)
-    weights = chosen_probs if top_k == 1 else chosen_probs / chosen_probs.sum(dim=-1, keepdim=True)
-    expert_of = chosen.T.reshape(-1)
-    by_expert = torch.argsort(expert_of, stable=True)
-    counts = torch.bincount(expert_of, minlength=experts)
-    if capacity is None:
-        kept, kept_counts = by_expert, counts
-    else:
-        limit = math.ceil(capacity * n * top_k / experts)
-        starts = torch.cumsum(counts, dim=0) - counts
-        slot = torch.arange(n * top_k, device=x.device) - starts[expert_of[by_expert]]
-        kept = by_expert[slot < limit]
-        kept_counts = counts.clamp(max=limit)
-    return _Routing(probs, chosen, weights, kept, kept_counts.tolist())
-
-
-def _activation_and_slope(act: str, pre: Tensor) -> tuple[Tensor, Tensor]:
-    """act(pre) and its derivative at pre, matching torch's own backward formulas."""
-    if act == "gelu":
-        cdf = 0.5 * (1 + torch.erf(pre * (1 / math.sqrt(2))))
-        return pre * cdf, cdf + pre * torch.exp(-0.5 * pre * pre) * (1 / math.sqrt(2 * math.pi))
-    if act == "relu":
-        out = torch.relu(pre)
-        return out, (out > 0).to(pre.dtype)
-    if act == "silu":
-        s = torch.sigmoid(pre)
-        return pre * s, s * (1 + pre * (1 - s))
-    if act == "tanh":
-        t = torch.tanh(pre)
-        return t, 1 - t * t
-    if act == "sigmoid":
-        s = torch.sigmoid(pre)
-        return s, s * (1 - s)
-    raise ValueError(f"unknown moe activation {act!r}; expected one of {list(ACTIVATIONS)}")
-
-
 @torch.library.custom_op("mdl::moe_backward", mutates_args=())
 def moe_backward(grad_y: Tensor, grad_mean_prob: Tensor, x: Tensor, router_weight: Tensor, w1: Tensor,
                  b1: Tensor, w2: Tensor, b2: Tensor, top_k: int, act: str,
@@ -246,53 +194,7 @@ def _moe_backward_reference(grad_y: Tensor, grad_mean_prob: Tensor, x: Tensor, r
                             capacity: float | None) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor, Tensor]:
     """`mdl::moe_backward` in plain torch (the reference backend)."""
     return backward_from_routing(grad_y, grad_mean_prob, x, router_weight, w1, b1, w2, b2, top_k, act,
-                                 _route(x, router_weight, top_k, capacity))
-
-
-def backward_from_routing(grad_y: Tensor, grad_mean_prob: Tensor, x: Tensor, router_weight: Tensor, w1: Tensor,
-                          b1: Tensor, w2: Tensor, b2: Tensor, top_k: int, act: str,
-                          route: _Routing) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor, Tensor]:
-    """The six gradients of `mdl::moe` given the forward's routing (the reference's `_route`, or the
-    Triton backend's routing kernel and permutation: both backends share these formulas)."""
-    n, d = x.shape
-    token_of = torch.arange(n, device=x.device).repeat(top_k)
-    tokens = token_of[route.kept]
-    weight_of = route.weights.T.reshape(-1).to(x.dtype)[route.kept]
-
-    # Experts: y[t] += w * (act(x[t] @ w1[e] + b1[e]) @ w2[e] + b2[e]) for each kept assignment.
-    xs = x.index_select(0, tokens)
-    gys = grad_y.index_select(0, tokens)
-    grad_xs, grad_weight_of = [], []
-    grad_w1, grad_b1, grad_w2, grad_b2 = (torch.empty_like(t) for t in (w1, b1, w2, b2))
-    for e, (xe, gye, we) in enumerate(zip(xs.split(route.kept_counts), gys.split(route.kept_counts),
-                                          weight_of.split(route.kept_counts), strict=True)):
-        hidden, slope = _activation_and_slope(act, xe @ w1[e] + b1[e])
-        out = hidden @ w2[e] + b2[e]
-        grad_out = gye * we.unsqueeze(-1)
-        grad_weight_of.append((gye * out).sum(dim=-1))
-        grad_w2[e] = hidden.T @ grad_out
-        grad_b2[e] = grad_out.sum(dim=0)
-        grad_pre = (grad_out @ w2[e].T) * slope
-        grad_w1[e] = xe.T @ grad_pre
-        grad_b1[e] = grad_pre.sum(dim=0)
-        grad_xs.append(grad_pre @ w1[e].T)
-    grad_x = x.new_zeros(n, d).index_add(0, tokens, torch.cat(grad_xs))
-
-    # Routing weights -> chosen probabilities -> all probabilities -> logits.
-    probs = route.probs
-    grad_weights = probs.new_zeros(n * top_k)
-    grad_weights[route.kept] = torch.cat(grad_weight_of).to(probs.dtype)
-    grad_weights = grad_weights.reshape(top_k, n).T  # [N, k]; a dropped assignment has zero gradient
-    if top_k > 1:  # weights = p / sum(p): d/dp_j = (g_j - sum_i g_i * weights_i) / sum(p)
-        chosen_probs = probs.gather(1, route.chosen)
-        grad_weights = (grad_weights - (grad_weights * route.weights).sum(dim=-1, keepdim=True)) \
-            / chosen_probs.sum(dim=-1, keepdim=True)
-    grad_probs = probs.new_zeros(probs.shape).scatter_add(1, route.chosen, grad_weights)
-    grad_probs = grad_probs + grad_mean_prob.to(probs.dtype) / max(n, 1)
-    grad_logits = (probs * (grad_probs - (grad_probs * probs).sum(dim=-1, keepdim=True))).to(x.dtype)
-    grad_x = grad_x + grad_logits @ router_weight
-    grad_router = grad_logits.T @ x
-    return grad_x, grad_router, grad_w1, grad_b1, grad_w2, grad_b2
+                                 route(x, router_weight, top_k, capacity))
 
 
 @moe_backward.register_kernel("cuda")
