@@ -41,3 +41,11 @@ def test_glu_lowers_to_torchs_glu_in_both_back_ends() -> None:
     assert torch.allclose(compiled.module(x)["policy"], expected)
     source = standalone_source(compiled.ir, "gated.mdl")
     assert "F.glu(linear, dim=-1)" in source
+
+
+def test_glu_exports_to_verified_onnx_and_python(tmp_path) -> None:
+    design = tmp_path / "gated.mdl"
+    design.write_text(GATED, encoding="utf-8")
+    for fmt in ("onnx", "py"):
+        report = mdl.export(design, fmt, out=tmp_path / f"gated.{fmt}")
+        assert report["verification"]["ok"], report["verification"]
