@@ -167,3 +167,11 @@ def test_the_activations_are_listed_once() -> None:
     assert tuple(layers.ACTIVATIONS) == ACTIVATIONS
     assert set(ACTIVATIONS) <= set(PRIMITIVES)
     assert PRIMITIVES["mlp"].arg("act").choices == ACTIVATIONS
+
+
+def test_the_triton_kernels_have_a_code_for_every_activation() -> None:
+    pytest.importorskip("triton")
+    from mdl.compiler.kernels import grouped_gemm
+    from mdl.compiler.primitives import ACTIVATIONS
+
+    assert set(grouped_gemm.ACT_CODES) == set(ACTIVATIONS)  # the kernel's own encoding of the same names
