@@ -27,7 +27,7 @@ def cmd_eval(args: argparse.Namespace, out: Console, err: Console) -> int:
     for bad, why in policy.skipped:
         err.print(f"[bold yellow]warning[/]: skipping the unreadable checkpoint {escape(str(bad))} "
                   f"({escape(why)}); evaluating {escape(policy.checkpoint.name)}", highlight=False, soft_wrap=True)
-    if args.render and policy.spec.env.kind != "game2048":
+    if args.render and not policy.spec.env.definition.renders:
         return fail(err, f"--render draws 2048 boards; experiment `{policy.spec.name}` plays the gym env "
                          f"`{policy.spec.env.id}`; leave out --render", EXIT_USAGE)
     episodes = args.episodes if args.episodes is not None else (1 if args.render else 100)

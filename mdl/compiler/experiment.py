@@ -1,19 +1,20 @@
 """Experiments: check each key, resolve the model and the environment, and check one against the other.
 
-The environment's spaces come from `game2048` (int[4, 4] boards, 4 actions) or from gymnasium's
-registry for `gym("Id")`. The result, `ExperimentSpec`, holds every resolved setting the runtime needs.
+The environment's kinds and their spaces are registry entries (mdl.compiler.envs: `game2048`'s
+int[4, 4] boards and 4 actions, gymnasium's registry for `gym("Id")`). The result, `ExperimentSpec`,
+holds every resolved setting the runtime needs.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import functools
 import itertools
 from dataclasses import dataclass, field
 from typing import Any
 
 from mdl.compiler.args import MAX_SIZE, Arg, ArgError, coerce, type_name
 from mdl.compiler.elaborate import UNKNOWN, CallValue, Elaborator, Frame, QuantityValue, Symbol, Tensor
+from mdl.compiler.envs import ENV_KINDS, EnvKind
 from mdl.compiler.ir import Graph, TensorType
 from mdl.compiler.resolve import ModuleScope
 from mdl.dsl import ast
@@ -46,10 +47,6 @@ PPO_ARGS: tuple[Arg, ...] = (
         doc="stop an update's remaining epochs once approx_kl exceeds this (none: never)"),
     Arg("adam_eps", "float", 1e-5, low=0, low_open=True, high=1, doc="Adam epsilon"),
 )
-ENV_ARGS = {
-    "game2048": (Arg("envs", "int", 64, low=1, high=1_000_000, doc="parallel boards"),),
-    "gym": (Arg("envs", "int", 8, low=1, high=100_000, doc="parallel environments"),),
-}
 KEYS = ("model", "env", "algo", "budget", "seeds", "checkpoint", "export", "device", "sweep")
 EXPORT_FORMATS = ("onnx", "pt", "py", "json")
 DEVICES = ("auto", "cpu", "cuda")
@@ -60,11 +57,16 @@ MAX_SWEEP_POINTS = 256
 
 @dataclass(frozen=True, slots=True)
 class EnvSpec:
-    kind: str  # "game2048" or "gym"
+    kind: str  # a name in mdl.compiler.envs.ENV_KINDS
     id: str
     envs: int
     observation: TensorType  # without the batch dim
     actions: int
+
+    @property
+    def definition(self) -> EnvKind:
+        """The registry entry of this env's kind (its entry point, metrics and defaults)."""
+        return ENV_KINDS[self.kind]
 
 
 @dataclass(slots=True)
@@ -104,45 +106,6 @@ class ExperimentSpec:
         return dataclasses.replace(self, algo=algo, model_args=model_args, graph=graph, point=dict(point))
 
 
-class _Gym:
-    """gymnasium, imported only when an experiment names a gym environment."""
-
-    @staticmethod
-    @functools.cache
-    def ids() -> tuple[str, ...]:
-        import gymnasium
-
-        return tuple(gymnasium.envs.registry.keys())
-
-    @staticmethod
-    @functools.cache
-    def spaces(env_id: str) -> tuple[TensorType, int] | str:
-        """(observation type, action count) or an error message."""
-        import gymnasium
-        from gymnasium import spaces
-
-        try:
-            env = gymnasium.make(env_id)
-        except Exception as exc:  # a registered env whose extra (box2d, mujoco, ...) is missing, say
-            return f"cannot create `{env_id}`: {exc}"
-        try:
-            obs, act = env.observation_space, env.action_space
-        finally:
-            env.close()
-        if isinstance(obs, spaces.Box):
-            dtype = "int" if obs.dtype.kind in "iu" else "float"
-            obs_type = TensorType(dtype, tuple(int(d) for d in obs.shape))
-        elif isinstance(obs, spaces.Discrete):
-            obs_type = TensorType("int", ())
-        elif isinstance(obs, spaces.MultiDiscrete | spaces.MultiBinary):
-            obs_type = TensorType("int", tuple(int(d) for d in obs.shape))
-        else:
-            return f"`{env_id}` has a {type(obs).__name__} observation space; only Box and Discrete are supported"
-        if not isinstance(act, spaces.Discrete):
-            return f"`{env_id}` has a {type(act).__name__} action space; only Discrete actions are supported"
-        return obs_type, int(act.n)
-
-
 class ExperimentChecker:
     def __init__(self, elaborator: Elaborator, scope: ModuleScope):
         self.el = elaborator
@@ -178,7 +141,7 @@ class ExperimentChecker:
             self.err("E0402", exp.name_span, f"experiment `{exp.name}` has no model", "add `model = MyModel()`")
             return None
         if "env" not in entries:
-            self.err("E0402", exp.name_span, f"experiment `{exp.name}` has no env", "add `env = game2048(envs=64)`")
+            self.err("E0402", exp.name_span, f"experiment `{exp.name}` has no env", f"add `env = {next(iter(ENV_KINDS.values())).example}`")
         else:
             spec.env = self._env(values["env"], entries["env"])
         if "algo" in entries:
@@ -211,7 +174,7 @@ class ExperimentChecker:
         elif True in spec.sweep.get("algo.norm_obs", ()) and sweep is not None:
             span = next((e.span for e in sweep.entries if e.key.split(".")[-1] == "norm_obs"), sweep.span)
         if span is not None:
-            env = "game2048" if spec.env.kind == "game2048" else spec.env.id
+            env = spec.env.id if spec.env.definition.takes_id else spec.env.kind
             self.err("E0412", span, f"`norm_obs` needs float observations; `{env}` gives "
                      f"{spec.env.observation.dtype}{list(spec.env.observation.shape)}",
                      "remove `norm_obs=true`: int observations are categories (an embedding reads them), "
@@ -267,33 +230,36 @@ class ExperimentChecker:
             return None
         if isinstance(value, Symbol):
             value = CallValue(value.name, (), {}, entry.value.span, entry.value.span, {})
-        if not isinstance(value, CallValue) or value.func not in ENV_ARGS:
+        if not isinstance(value, CallValue) or value.func not in ENV_KINDS:
             name = value.func if isinstance(value, CallValue) else type_name(value)
-            guess = did_you_mean(name, ENV_ARGS) if isinstance(value, CallValue) else None
+            guess = did_you_mean(name, ENV_KINDS) if isinstance(value, CallValue) else None
             return self.err("E0403", entry.value.span, f"unknown environment `{name}`",
                             f"did you mean `{guess}`?" if guess else
-                            'use `game2048(envs=64)` or `gym("CartPole-v1", envs=8)`')
+                            "use " + " or ".join(f"`{k.example}`" for k in ENV_KINDS.values()))
+        kind = ENV_KINDS[value.func]
         positional = list(value.args)
-        args = self._call_args(value, ENV_ARGS[value.func], skip_positional=1 if value.func == "gym" else 0)
+        args = self._call_args(value, kind.args, skip_positional=1 if kind.takes_id else 0)
         if args is None:
             return None
-        if value.func == "game2048":
+        if not kind.takes_id:
             if positional:
-                return self.err("E0106", value.span, "`game2048` takes only `envs=N`", "write `game2048(envs=64)`")
-            return EnvSpec("game2048", "mdl/Game2048-v0", args["envs"], TensorType("int", (4, 4)), 4)
+                return self.err("E0106", value.span, f"`{kind.name}` takes only `envs=N`", f"write `{kind.example}`")
+            spaces = kind.resolve()
+            assert not isinstance(spaces, str)
+            return EnvSpec(kind.name, kind.id, args["envs"], *spaces)
         if len(positional) != 1 or not isinstance(positional[0], str):
-            return self.err("E0106", value.span, "`gym` needs an environment id string",
-                            '`gym("CartPole-v1", envs=8)`')
+            return self.err("E0106", value.span, f"`{kind.name}` needs an environment id string", f"`{kind.example}`")
         env_id = positional[0]
-        if env_id not in _Gym.ids():
-            guess = did_you_mean(env_id, _Gym.ids())
+        ids = kind.ids() if kind.ids is not None else ()
+        if env_id not in ids:
+            guess = did_you_mean(env_id, ids)
             return self.err("E0404", entry.value.span, f'unknown gymnasium environment "{env_id}"',
                             f'did you mean "{guess}"?' if guess else "install the package that registers it")
-        spaces = _Gym.spaces(env_id)
+        spaces = kind.resolve(env_id)
         if isinstance(spaces, str):
             return self.err("E0404", entry.value.span, spaces,
                             "use an installed environment with Box or Discrete observations and Discrete actions")
-        return EnvSpec("gym", env_id, args["envs"], spaces[0], spaces[1])
+        return EnvSpec(kind.name, env_id, args["envs"], *spaces)
 
     def _call_args(self, value: CallValue, args: tuple[Arg, ...], skip_positional: int = 0) -> dict | None:
         ok = True

@@ -3,7 +3,7 @@
 Both read the text before the cursor with a small scanner (`context_at`) rather than the syntax tree,
 because the line being typed is usually not valid yet: it tracks open `(`/`[`/`{` (which call, which
 argument, which body), the tokens of the current statement and the word being typed. What is offered
-comes from the tables the compiler checks against — `PRIMITIVES`, `PPO_ARGS`, `ENV_ARGS`, `KEYS`,
+comes from the tables the compiler checks against — `PRIMITIVES`, `PPO_ARGS`, `ENV_KINDS`, `KEYS`,
 `EXPORT_FORMATS`, `DEVICES`, `stdlib_modules()` — and the document's scope (blocks, consts, models).
 """
 
@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 
 from lsprotocol import types
 
+from mdl.compiler.envs import ENV_KINDS
 from mdl.compiler.experiment import DEVICES, EXPORT_FORMATS, KEYS, PPO_ARGS
 from mdl.compiler.primitives import PRIMITIVES
 from mdl.compiler.resolve import stdlib_modules
@@ -207,8 +208,7 @@ def _choice_values(snap, call: Open, in_experiment: bool) -> list[types.Completi
 def _experiment_values(snap, key: str) -> list[types.CompletionItem]:
     K = types.CompletionItemKind
     if key == "env":
-        return [_item("game2048", K.Function, "game2048(envs=64)", insert="game2048(envs=64)"),
-                _item("gym", K.Function, 'gym("CartPole-v1", envs=8)', insert='gym("CartPole-v1", envs=8)')]
+        return [_item(k.name, K.Function, k.example, insert=k.example) for k in ENV_KINDS.values()]
     if key == "algo":
         return [_item("ppo", K.Function, "ppo(...)", ", ".join(a.signature() for a in PPO_ARGS), insert="ppo()")]
     if key == "device":

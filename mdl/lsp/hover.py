@@ -14,6 +14,7 @@ text (`signature_of`) are shared with inlay hints, completion and signature help
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 
@@ -21,7 +22,8 @@ from lsprotocol import types
 
 from mdl.compiler import cost
 from mdl.compiler.args import Arg
-from mdl.compiler.experiment import ENV_ARGS, PPO_ARGS
+from mdl.compiler.envs import ENV_KINDS
+from mdl.compiler.experiment import PPO_ARGS
 from mdl.compiler.ir import Graph, Node
 from mdl.compiler.primitives import BUILTINS, PRIMITIVES, Primitive
 from mdl.dsl import ast
@@ -100,7 +102,7 @@ def definition_signature(item: ast.Block | ast.Model, doc: str = "") -> Signatur
 
 def signature_of(snap, func: str, in_experiment: bool = False) -> Signature | None:
     """The signature of a callee name as the document sees it: a definition in scope shadows a
-    primitive; in an experiment body `ppo`, `game2048`, `gym` and `every` are known too."""
+    primitive; in an experiment body `ppo`, the env kinds (`game2048`, `gym`) and `every` are known too."""
     scope = snap.analysis.scope
     found = scope.lookup(func) if scope is not None else None
     if found is not None and isinstance(found[0], ast.Block | ast.Model):
@@ -112,10 +114,9 @@ def signature_of(snap, func: str, in_experiment: bool = False) -> Signature | No
     if in_experiment or func in ("ppo", "every"):
         if func == "ppo":
             return _args_signature("ppo", PPO_ARGS, "Proximal policy optimisation; every setting is range-checked.")
-        if func == "game2048":
-            return _args_signature("game2048", ENV_ARGS["game2048"], "The built-in 2048 environment (int[4, 4] boards, 4 actions).")
-        if func == "gym":
-            return _args_signature("gym", ENV_ARGS["gym"], "Any installed gymnasium environment.", ("id",))
+        if func in ENV_KINDS:
+            kind = ENV_KINDS[func]
+            return _args_signature(func, kind.args, kind.doc, ("id",) if kind.takes_id else ())
         if func == "every":
             keep = Arg("keep", "int", 3, low=1, doc="checkpoints kept")
             return _args_signature("every", (keep,), "Save a checkpoint every N steps.", ("N steps",))
@@ -479,7 +480,7 @@ def _definition_hover(snap, item) -> str:
 
 ENTRY_DOCS = {
     "model": "a model call with its compile-time arguments",
-    "env": "`game2048(envs=N)` or `gym(\"CartPole-v1\", envs=N)`",
+    "env": " or ".join(f"`{re.sub(r'=[0-9]+', '=N', k.example)}`" for k in ENV_KINDS.values()),
     "algo": "`ppo(...)` with " + ", ".join(f"`{a.name}`" for a in PPO_ARGS),
     "budget": "steps (`2M steps`) or a duration (`10 min`)",
     "seeds": "list of ints; one run per seed",

@@ -34,8 +34,6 @@ from mdl.runtime.rundir import RunDir
 from mdl.runtime.train import resolve_device
 from mdl.runtime.trainstate import TILES, action_mask
 
-MAX_2048_ENVS = 64  # boards stepped together when evaluating a 2048 policy
-MAX_GYM_ENVS = 16  # sync gym envs stepped together
 ACTION_NAMES = ("up", "right", "down", "left")  # 2048's actions 0..3
 
 
@@ -147,8 +145,8 @@ def _quotas(episodes: int, slots: int) -> np.ndarray:
 def _play_batched(policy: LoadedPolicy, episodes: int, seed: int) -> list[dict[str, Any]]:
     """Exactly `episodes` finished episodes (returns, lengths; 2048 scores and max tiles), slot by slot."""
     spec = policy.spec
-    is_2048 = spec.env.kind == "game2048"
-    slots = min(episodes, MAX_2048_ENVS if is_2048 else MAX_GYM_ENVS)
+    metrics = spec.env.definition.metrics
+    slots = min(episodes, spec.env.definition.eval_envs)
     quota = _quotas(episodes, slots)
     done_per_slot: list[list[dict[str, Any]]] = [[] for _ in range(slots)]
     returns = np.zeros(slots, dtype=np.float64)
@@ -168,9 +166,8 @@ def _play_batched(policy: LoadedPolicy, episodes: int, seed: int) -> list[dict[s
             for i in np.flatnonzero(done):
                 if len(done_per_slot[i]) < quota[i]:
                     episode: dict[str, Any] = {"return": float(returns[i]), "length": int(lengths[i])}
-                    if is_2048:
-                        episode["score"] = int(infos["episode_score"][i])
-                        episode["max_tile"] = int(infos["episode_max_tile"][i])
+                    for name in metrics:  # the kind's per-episode metrics, as `info["episode_<name>"]`
+                        episode[name] = int(infos[f"episode_{name}"][i])
                     done_per_slot[i].append(episode)
                 returns[i], lengths[i] = 0.0, 0
             resetting = done
@@ -282,8 +279,8 @@ def evaluate(policy: LoadedPolicy, episodes: int = 100, seed: int = 0, render: A
     if episodes < 1:
         raise ValueError(f"episodes must be at least 1, got {episodes}")
     spec = policy.spec
-    is_2048 = spec.env.kind == "game2048"
-    if render is not None and not is_2048:
+    metrics = spec.env.definition.metrics
+    if render is not None and not spec.env.definition.renders:
         raise EvalError(f"--render draws 2048 boards; experiment `{spec.name}` plays the gym env "
                         f"`{spec.env.id}`, which cannot be rendered here")
     previous_threads = torch.get_num_threads()
@@ -304,13 +301,14 @@ def evaluate(policy: LoadedPolicy, episodes: int = 100, seed: int = 0, render: A
         "min_return": float(returns.min()), "max_return": float(returns.max()),
         "mean_length": float(np.mean([e["length"] for e in played])),
     }
-    if is_2048:
+    if "score" in metrics:
         scores = np.array([e["score"] for e in played], dtype=np.int64)
+        result.update({"mean_score": float(scores.mean()), "median_score": float(np.median(scores)),
+                       "max_score": int(scores.max())})
+    if "max_tile" in metrics:
         tiles = np.array([e["max_tile"] for e in played], dtype=np.int64)
         values, counts = np.unique(tiles, return_counts=True)
         result.update({
-            "mean_score": float(scores.mean()), "median_score": float(np.median(scores)),
-            "max_score": int(scores.max()),
             "tile_rates": {str(t): float((tiles >= t).mean()) for t in TILES},
             "max_tile_distribution": {str(int(v)): float(c) / len(tiles)
                                       for v, c in zip(values, counts, strict=True)},

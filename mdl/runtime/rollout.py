@@ -21,14 +21,9 @@ from mdl.runtime.trainstate import TrainState, action_mask
 
 
 def make_envs(env: EnvSpec, seed: int):
-    """The vector env of an experiment (both kinds autoreset NEXT_STEP)."""
-    if env.kind == "game2048":
-        from mdl.runtime.envs import make_game2048
-
-        return make_game2048(env.envs, seed=seed)
-    import gymnasium
-
-    return gymnasium.make_vec(env.id, num_envs=env.envs, vectorization_mode="sync")
+    """The vector env of an experiment, from its kind's entry point (every kind autoresets NEXT_STEP)."""
+    kind = env.definition
+    return kind.entry()(env.envs, seed=seed, **({"id": env.id} if kind.takes_id else {}))
 
 
 def value_of(outputs: dict[str, torch.Tensor]) -> torch.Tensor:

@@ -253,7 +253,7 @@ def train(spec: ExperimentSpec, source_text: str, source_path: str | Path, out_d
         cfg = ppo.PPOConfig.from_experiment(spec.algo)
         env_spec = spec.env
         if cfg.orthogonal_init is None:
-            cfg = dataclasses.replace(cfg, orthogonal_init=env_spec.kind != "game2048")
+            cfg = dataclasses.replace(cfg, orthogonal_init=env_spec.definition.orthogonal_init)
         if resume_state is not None:  # every setting keeps the value the run started with
             cfg = _resumed_config(cfg, run, resume_state)
         num_envs, batch_size = env_spec.envs, cfg.batch_size(env_spec.envs)
@@ -318,7 +318,7 @@ def train(spec: ExperimentSpec, source_text: str, source_path: str | Path, out_d
                             raise FloatingPointError(f"{exc} at step {state.step} (update {state.update + 1})") from None
                         state.update += 1
                         elapsed = time.perf_counter() - start
-                        line = _metrics_line(state, batch, losses, lr, elapsed, env_spec.kind)
+                        line = _metrics_line(state, batch, losses, lr, elapsed, env_spec.definition.metrics)
                         metrics.log(line)
                         fraction = budget.fraction(state.step, elapsed)
                         if report is not None:
@@ -340,7 +340,7 @@ def train(spec: ExperimentSpec, source_text: str, source_path: str | Path, out_d
 
 
 def _metrics_line(state: TrainState, batch: ppo.Batch, losses: dict[str, float], lr: float, elapsed: float,
-                  env_kind: str) -> dict[str, Any]:
+                  metrics: tuple[str, ...]) -> dict[str, Any]:
     """One line of metrics.jsonl (and TensorBoard) after an update."""
     valid = batch.valid
     line: dict[str, Any] = {
@@ -350,8 +350,9 @@ def _metrics_line(state: TrainState, batch: ppo.Batch, losses: dict[str, float],
         "explained_variance": ppo.explained_variance(batch.values[valid], batch.returns[valid]),
         "lr": lr, "steps_per_second": state.step / max(elapsed, 1e-9), "wall_seconds": elapsed,
     }
-    if env_kind == "game2048":
+    if "score" in metrics:  # the env kind's per-episode metrics (mdl.compiler.envs)
         line["mean_score"] = state.stats.mean_score()
+    if "max_tile" in metrics:
         line["max_tile_distribution"] = state.stats.max_tile_distribution()
     usage = ppo.moe_stats(state.module)
     if usage:
@@ -422,8 +423,10 @@ def _summary(spec: ExperimentSpec, run: RunDir, state: TrainState, status: str, 
         "mean_return_last100": stats.mean_return(), "wall_seconds": wall,
         "steps_per_second": state.step / max(wall, 1e-9),
     }
-    if spec.env.kind == "game2048":
+    metrics = spec.env.definition.metrics
+    if "score" in metrics:
         summary["mean_score_last100"] = stats.mean_score()
+    if "max_tile" in metrics:
         summary["tile_rates"] = stats.tile_rates()
         summary["max_tile_distribution"] = stats.max_tile_distribution()
     if resume_path is not None:
