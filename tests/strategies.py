@@ -33,6 +33,7 @@ PRIMITIVE_ARGS: dict[str, frozenset[str]] = {
     "layer_norm": frozenset({"eps"}),
     "rms_norm": frozenset({"eps"}),
     **{a: frozenset() for a in ACTIVATIONS},
+    "glu": frozenset(),
     "softmax": frozenset({"dim"}),
     "dropout": frozenset({"p"}),
     "attention": frozenset({"heads", "dropout"}),
@@ -576,6 +577,9 @@ def primitive(op: str, xs: list[TV], kw: dict) -> tuple[TV, int]:
         return x, d
     if op in ACTIVATIONS:
         return x, 0
+    if op == "glu":  # halves the last dim: the first half times the sigmoid of the second
+        _need(_is_int(d) and d % 2 == 0, "even width")
+        return TV("float", (*x.shape[:-1], d // 2)), 0
     if op == "softmax":
         _axis(kw.get("dim", -1), x.rank)
         return x, 0
@@ -799,7 +803,7 @@ class Builder:
         if self.callable_blocks(1):
             kinds.append("block")
         if not preserve:
-            kinds += ["linear", "linear", "mlp_out", "concat"]
+            kinds += ["linear", "linear", "mlp_out", "concat", "glu"]
             if rank == 3:
                 kinds += ["reduce", "flatten", "reshape_flat", "concat_seq"]
             if rank == 2:
@@ -860,6 +864,9 @@ class Builder:
             kw.append(("out", self.value_expr(ctx, d if kind == "linear_same" else self.pick(WIDTHS), "out")))
             if self.chance(30):
                 kw.append(("bias", self.value_expr(ctx, self.pick([True, False]), "bias")))
+        elif kind == "glu":
+            func = "glu"
+            _need(_is_int(d) and d % 2 == 0 and d // 2 >= 4 and ok_width(d // 2))
         elif kind == "reduce":
             func = self.pick(["mean", "sum", "max"])
             kw.append(("dim", Lit(self.pick([1, -2]))))
