@@ -13,10 +13,11 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from mdl.compiler.args import MAX_SIZE, Arg, ArgError, coerce, type_name
-from mdl.compiler.elaborate import UNKNOWN, CallValue, Elaborator, Frame, QuantityValue, Symbol, Tensor
+from mdl.compiler.elaborate import Elaborator
 from mdl.compiler.envs import ENV_KINDS, EnvKind
 from mdl.compiler.ir import Graph, TensorType
 from mdl.compiler.resolve import ModuleScope
+from mdl.compiler.values import UNKNOWN, CallValue, Frame, QuantityValue, Symbol, Tensor
 from mdl.dsl import ast
 from mdl.dsl.ast import Span
 from mdl.dsl.diagnostics import Edit, Fix, did_you_mean

@@ -6,7 +6,7 @@ of the checked file that nothing calls yet, so a typo in an unused block is stil
 
 from __future__ import annotations
 
-from mdl.compiler.elaborate import takes_symbols, unknown_block, unknown_name
+from mdl.compiler.calls import takes_symbols, unknown_block, unknown_name
 from mdl.compiler.primitives import BUILTINS, PRIMITIVES
 from mdl.compiler.resolve import ModuleScope
 from mdl.dsl import ast
