@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from mdl.compiler.elaborate import Elaborator, is_tensor_param
 from mdl.compiler.experiment import ExperimentChecker, ExperimentSpec
 from mdl.compiler.ir import Graph
+from mdl.compiler.nameindex import Index, build_index
 from mdl.compiler.names import check_names
 from mdl.compiler.resolve import Loader, ModuleScope
 from mdl.dsl import ast
@@ -26,6 +27,15 @@ class Analysis:
     scope: ModuleScope | None = None
     graphs: dict[str, Graph] = field(default_factory=dict)  # model name -> graph at its default arguments
     experiments: dict[str, ExperimentSpec] = field(default_factory=dict)
+    _names: dict[str | None, Index] = field(default_factory=dict, repr=False, compare=False)
+
+    def name_index(self, text: str, key: str | None = None) -> Index:
+        """The name index of the analysed `text` (mdl.compiler.nameindex; `key` names the document's file),
+        built on first use and kept with the analysis, so it lives and goes with it."""
+        found = self._names.get(key)
+        if found is None:
+            found = self._names[key] = build_index(text, self.scope, key)
+        return found
 
     @property
     def ok(self) -> bool:

@@ -36,6 +36,7 @@ from pygls.workspace import TextDocument
 
 from mdl import __version__
 from mdl.compiler.check import Analysis, analyze
+from mdl.compiler.nameindex import Index, document_key
 from mdl.compiler.resolve import ModuleScope
 from mdl.dsl.ast import Span
 
@@ -62,6 +63,10 @@ class Snapshot:
         start = min(span.start, end)
         return types.Range(self.document.client_position_at_offset(start),
                            self.document.client_position_at_offset(end))
+
+    def names(self) -> Index:
+        """The compiler's name index of this document (built on first use, kept on the analysis)."""
+        return self.analysis.name_index(self.text, document_key(self.path, self.uri))
 
     def to_offset(self, position: types.Position) -> int:
         """The character offset of an LSP position (clamped to the text)."""

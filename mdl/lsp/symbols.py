@@ -13,8 +13,8 @@ from __future__ import annotations
 
 from lsprotocol import types
 
+from mdl.compiler.nameindex import Index
 from mdl.dsl import ast
-from mdl.lsp.navigation import Index, index
 
 # ----------------------------------------------------------------------------------- semantic tokens
 
@@ -36,7 +36,7 @@ _KIND_TYPES = {
 
 def semantic_tokens(snapshot) -> list[int]:
     """The whole document's tokens, delta-encoded as LSP wants (line, start, length, type, modifiers)."""
-    idx = index(snapshot)
+    idx = snapshot.names()
     spans: list[tuple[int, int, int, int]] = []  # start, end, type, modifier bits
     occurrences = {o.start: o for o in idx.occurrences}
     for tok in idx.tokens:
@@ -181,7 +181,7 @@ def document_symbols(snapshot) -> list[types.DocumentSymbol]:
 
 def folding_ranges(snapshot) -> list[types.FoldingRange]:
     """Bracketed regions over more than one line, runs of comment lines and runs of imports."""
-    idx = index(snapshot)
+    idx = snapshot.names()
     doc = snapshot.document
     out: list[types.FoldingRange] = []
     stack: list[tuple[str, int]] = []
