@@ -19,7 +19,8 @@ from mdl.compiler.experiment import DEVICES, EXPORT_FORMATS, KEYS, PPO_ARGS
 from mdl.compiler.primitives import PRIMITIVES
 from mdl.compiler.resolve import stdlib_modules
 from mdl.dsl import ast
-from mdl.lsp.hover import item_at, iter_stmts, primitive_signature, signature_of
+from mdl.dsl.walk import iter_stmts
+from mdl.lsp.document import item_at, primitive_signature, signature_of
 
 _TOKEN = re.compile(r'#[^\n]*|"(?:[^"\\\n]|\\.)*"?|->|[A-Za-z_][A-Za-z0-9_.]*|\d[\w.]*|\n|[^\s]')
 _WORD = re.compile(r"[A-Za-z_][A-Za-z0-9_.]*$")
@@ -181,7 +182,7 @@ def _keyword_args(snap, call: Open, in_experiment: bool) -> list[types.Completio
         found = snap.analysis.scope.lookup(call.func) if snap.analysis.scope is not None else None
         if found is not None and isinstance(found[0], ast.Block | ast.Model):
             from mdl.compiler.elaborate import is_tensor_param
-            from mdl.lsp.hover import param_text
+            from mdl.lsp.document import param_text
 
             for p in found[0].params:
                 if p.name in call.used or (isinstance(found[0], ast.Block) and is_tensor_param(p)):

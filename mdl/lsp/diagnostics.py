@@ -13,29 +13,8 @@ import asyncio
 from lsprotocol import types
 from pygls.uris import to_fs_path
 
-from mdl.dsl.diagnostics import Diagnostic, Severity
-from mdl.lsp.server import MdlServer, Snapshot
-
-SOURCE = "mdl"
-
-
-def to_lsp(snapshot: Snapshot, diagnostic: Diagnostic) -> types.Diagnostic:
-    """One front-end diagnostic as an LSP diagnostic of `snapshot`'s document."""
-    message = diagnostic.message + (f"\nhelp: {diagnostic.help}" if diagnostic.help else "")
-    related = [types.DiagnosticRelatedInformation(
-        types.Location(snapshot.uri, snapshot.to_range(label.span)), label.message)
-        for label in diagnostic.labels if _here(snapshot, label.span.file)]
-    return types.Diagnostic(
-        range=snapshot.to_range(diagnostic.span) if _here(snapshot, diagnostic.span.file)
-        else types.Range(types.Position(0, 0), types.Position(0, 0)),
-        message=message, code=diagnostic.code, source=SOURCE,
-        severity=types.DiagnosticSeverity.Error if diagnostic.severity is Severity.ERROR
-        else types.DiagnosticSeverity.Warning,
-        related_information=related or None)
-
-
-def _here(snapshot: Snapshot, file: str | None) -> bool:
-    return file is None or file == snapshot.path
+from mdl.lsp.document import to_lsp
+from mdl.lsp.server import MdlServer
 
 
 def publish(server: MdlServer, uri: str, version: int | None = None) -> bool:

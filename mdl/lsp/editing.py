@@ -17,7 +17,7 @@ from lsprotocol import types
 from mdl.dsl.ast import Span
 from mdl.dsl.diagnostics import Diagnostic
 from mdl.dsl.format import FormatError, format_source
-from mdl.lsp.diagnostics import to_lsp
+from mdl.lsp.document import to_lsp
 from mdl.lsp.server import MdlServer, Snapshot
 
 

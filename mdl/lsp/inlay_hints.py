@@ -12,15 +12,8 @@ from __future__ import annotations
 from lsprotocol import types
 
 from mdl.dsl import ast
-from mdl.lsp.hover import (
-    binding_figures,
-    call_figures,
-    graphs_for,
-    iter_exprs,
-    iter_stmts,
-    shapes_text,
-    stmt_exprs,
-)
+from mdl.dsl.walk import iter_exprs, iter_stmts, stmt_exprs
+from mdl.lsp.document import binding_figures, call_figures, graphs_for, shapes_text
 
 Hint = tuple[int, str, types.InlayHintKind, str]  # offset, label, kind, tooltip
 
