@@ -3,6 +3,8 @@
 - no import circle among `mdl`'s modules, function-local imports included;
 - no import climbs a layer: `mdl.dsl` < `mdl.compiler` < `mdl.runtime`, `mdl.lsp` < `mdl.cli`
   (`runtime` and `lsp` do not import each other);
+- the language server's feature modules import the server, `mdl.lsp.document` and the compiler, not
+  each other;
 - no module in `mdl/` over 700 lines, at most two functions over 80;
 - one home per concept: the lowering table and `PRIMITIVES` name the same primitives, and the torch
   activations are exactly `ACTIVATIONS`.
@@ -127,6 +129,14 @@ def test_no_import_climbs_a_layer() -> None:
             if here and there and (LAYERS[there] > LAYERS[here] or (LAYERS[there] == LAYERS[here] and here != there)):
                 climbs.append(f"{module} -> {target}")
     assert climbs == [], "imports that climb a layer (dsl < compiler < runtime, lsp < cli)"
+
+
+def test_the_language_servers_features_import_the_server_and_the_compiler_not_each_other() -> None:
+    from mdl.lsp.server import FEATURES
+
+    features = {f"mdl.lsp.{name}" for name in FEATURES}
+    graph = import_graph()
+    assert {f: sorted(graph[f] & features) for f in features if graph[f] & features} == {}
 
 
 def test_modules_and_functions_stay_readable() -> None:

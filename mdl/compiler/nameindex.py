@@ -27,6 +27,7 @@ from importlib import resources
 from pathlib import Path
 
 from mdl.compiler.experiment import PPO_ARGS
+from mdl.compiler.names import ScopeWalker
 from mdl.compiler.primitives import BUILTINS, PRIMITIVES
 from mdl.compiler.resolve import ModuleScope
 from mdl.dsl import ast
@@ -108,10 +109,10 @@ def document_key(path: str | None, uri: str) -> str:
 # ------------------------------------------------------------------------------------------- indexing
 
 
-class _Indexer:
+class _Indexer(ScopeWalker):
     def __init__(self, text: str, scope: ModuleScope, key: str | None):
+        super().__init__(scope)
         self.text = text
-        self.scope = scope
         self.out = Index(key)
         self.out.tokens = tokenize(text, self.out.comments, None)
         self._starts = [t.start_pos for t in self.out.tokens]
@@ -201,51 +202,38 @@ class _Indexer:
                     self.out.targets[("namespace-file", self.out.file, item.alias)] = file_target
 
     def body_item(self, item: ast.Block | ast.Model) -> None:
-        owner = item.name_span.start
         bound: dict[str, tuple] = {}
-
-        def declare(name: str, start: int, kind: str) -> None:
-            key = bound.get(name) or ("local", self.out.file, owner, name)
-            bound[name] = key
-            self.out.owners.setdefault(key, item)
-            self.add(start, name, key, kind, True, target=Target(self.out.file, start, start + len(name)))
-
         for p in item.params:
-            declare(p.name, p.span.start, "param")
+            self.declare(p.name, p.span.start, "param", bound, item)
             if p.type is not None:
                 self.type_ann(p.type)
         for p in item.params:
             if p.default is not None:
                 self.expr(p.default, {}, None)  # defaults are evaluated in the module scope
-        self.body(item.body, bound, declare, item)
+        self.body(item.body, bound, item)
+
+    def declare(self, name: str, start: int, kind: str, bound: dict, item) -> None:
+        key = bound.get(name) or ("local", self.out.file, item.name_span.start, name)
+        bound[name] = key
+        self.out.owners.setdefault(key, item)
+        self.add(start, name, key, kind, True, target=Target(self.out.file, start, start + len(name)))
 
     def type_ann(self, ann: ast.TypeAnn) -> None:
         self.add(ann.span.start, ann.name, None, "type")
         for d in ann.dims or ():
             self.expr(d, {}, None, symbols=True)
 
-    def body(self, body: tuple[ast.Stmt, ...], bound: dict, declare, item) -> None:
-        for stmt in body:
-            if isinstance(stmt, ast.Input):
-                declare(stmt.name, stmt.name_span.start, "local")
-                colon = self.token_after(stmt.name_span.end, stmt.span.end, ("NAME",))
-                if colon is not None and colon.value == stmt.dtype:
-                    self.add(colon.start_pos, stmt.dtype, None, "type")
-                for d in stmt.dims:
-                    self.expr(d, bound, item, symbols=True)
-            elif isinstance(stmt, ast.Assign | ast.Output):
-                self.expr(stmt.value, bound, item)
-                declare(stmt.name, stmt.name_span.start, "local")
-            elif isinstance(stmt, ast.Return):
-                self.expr(stmt.value, bound, item)
-            elif isinstance(stmt, ast.Repeat):
-                self.expr(stmt.count, bound, item)
-                if stmt.var:
-                    as_tok = self.token_after(stmt.count.span.end, stmt.span.end, ("AS", "LBRACE"))
-                    tok = self.token_after(as_tok.end_pos, stmt.span.end, ("NAME",)) if as_tok and as_tok.type == "AS" else None
-                    if tok is not None and tok.value == stmt.var:
-                        declare(stmt.var, tok.start_pos, "loop")
-                self.body(stmt.body, bound, declare, item)
+    def input_declared(self, stmt: ast.Input, bound: dict, item) -> None:
+        self.declare(stmt.name, stmt.name_span.start, "local", bound, item)
+        colon = self.token_after(stmt.name_span.end, stmt.span.end, ("NAME",))
+        if colon is not None and colon.value == stmt.dtype:
+            self.add(colon.start_pos, stmt.dtype, None, "type")
+
+    def loop_declared(self, stmt: ast.Repeat, bound: dict, item) -> None:
+        as_tok = self.token_after(stmt.count.span.end, stmt.span.end, ("AS", "LBRACE"))
+        tok = self.token_after(as_tok.end_pos, stmt.span.end, ("NAME",)) if as_tok and as_tok.type == "AS" else None
+        if tok is not None and tok.value == stmt.var:
+            self.declare(stmt.var, tok.start_pos, "loop", bound, item)
 
     def qualified(self, name: str, start: int) -> tuple[str, int] | None:
         """For `alias.NAME`: record the alias and return (NAME, its offset); None when not an alias."""
@@ -258,8 +246,9 @@ class _Indexer:
         tok = self.token_after(start + len(head), start + len(name) + 64, ("NAME",))
         return rest, tok.start_pos if tok is not None and tok.value == rest.split(".")[0] else start + len(head) + 1
 
-    def reference(self, name: str, start: int, bound: dict, call: bool, symbols: bool = False):
-        """Record a (possibly qualified) name used at `start`; returns the definition it resolves to."""
+    def use(self, name: str, span: ast.Span, bound: dict, call: bool, symbols: bool):
+        """Record a (possibly qualified) name used at `span`; returns the definition it resolves to."""
+        start = span.start
         if "." not in name and name in bound:
             key = bound[name]
             self.add(start, name, key, self.out.kinds.get(key, "local"))
@@ -283,31 +272,10 @@ class _Indexer:
         self.add(start, name, key, kind, library=library, target=target)
         return definition, defining
 
-    def expr(self, e: ast.Expr, bound: dict, item, symbols: bool = False) -> None:
-        if isinstance(e, ast.Name):
-            self.reference(e.id, e.span.start, bound, False, symbols)
-        elif isinstance(e, ast.BinOp):
-            self.expr(e.left, bound, item, symbols)
-            self.expr(e.right, bound, item, symbols)
-        elif isinstance(e, ast.Neg):
-            self.expr(e.operand, bound, item, symbols)
-        elif isinstance(e, ast.List):
-            for x in e.items:
-                self.expr(x, bound, item, symbols)
-        elif isinstance(e, ast.Pipe):
-            self.expr(e.value, bound, item, symbols)
-            self.expr(e.call, bound, item, symbols)
-        elif isinstance(e, ast.Call):
-            callee = self.reference(e.func, e.func_span.start, bound, True)
-            for a in e.args:
-                self.expr(a, bound, item, symbols)
-            for k in e.kwargs:
-                self.keyword(k, callee)
-                self.expr(k.value, bound, item, symbols)
-        elif isinstance(e, ast.Quantity):
-            unit = self.token_after(e.span.start + 1, e.span.end, ("NAME",))
-            if unit is not None:
-                self.add(unit.start_pos, unit.value, None, "unit")
+    def quantity(self, e: ast.Quantity) -> None:
+        unit = self.token_after(e.span.start + 1, e.span.end, ("NAME",))
+        if unit is not None:
+            self.add(unit.start_pos, unit.value, None, "unit")
 
     def keyword(self, k: ast.Keyword, callee) -> None:
         """`name=` of a call: the callee's parameter when the callee is a block or model."""
