@@ -447,264 +447,11 @@ class _Writer:
         self.call_id: dict[int, int] = {}  # id(_Call) -> instance index within its block
         self.model_params: dict[str, Any] = {}
 
-    # -- one frame (block or model) -------------------------------------------------------------
-    def frame(self, instances: list[list], where: str, is_block: bool, block: str | None = None) -> tuple:
-        template = None
-        for k, items in enumerate(instances):
-            template = _merge(template, items, (k,), where)
-        template = template or []
-        taken = set(self.reserved)
-        params = _Params(taken) if is_block else None
-        # which instance and position produced each node (and each call's result)
-        owner: dict[int, tuple[int, tuple]] = {}  # node id -> (instance, pos)
-        calls_at: dict[int, tuple[int, tuple]] = {}
-
-        def walk(tmpl: list, pos: tuple) -> None:
-            for j, t in enumerate(tmpl):
-                p = (*pos, j)
-                if isinstance(t, _TNode):
-                    for c, n in t.execs:
-                        owner[n.id] = (c[0], p)
-                elif isinstance(t, _TCall):
-                    for c, call in t.execs:
-                        calls_at[id(call)] = (c[0], p)
-                        res = self.block_result.get(call.block, {}).get(self.call_id[id(call)])
-                        if res is not None:
-                            owner[res] = (c[0], p)
-                else:
-                    walk(t.body or [], p)
-
-        walk(template, ())
-        # tensor parameters: nodes read from outside the instance, in first-use order
-        outside: list[list[int]] = [[] for _ in instances]
-        tensor_params: list[str] = []
-        varname: dict[tuple, str] = {}
-        pre: dict[tuple, list[str]] = {}  # statements before the item at a position
-        post: dict[tuple, list[str]] = {}  # statements at the end of the body at a position
-        carries: dict[tuple, str] = {}
-        carried_names: set[tuple] = set()
-
-        def var_of(pos: tuple, hint: str) -> str:
-            if pos not in varname:
-                raise DecompileError(f"{where}: step {_pos_text(pos)} is read but has no value")
-            return varname[pos]
-
-        def ref(execs: list, slot: int, pos: tuple, loop_depths: list) -> str:
-            descs: list[tuple[tuple, Any]] = []
-            for c, src in execs:
-                n = src
-                inst = c[0]
-                o = owner.get(n)
-                if o is not None and o[0] == inst:
-                    descs.append((c, ("pos", o[1])))
-                else:
-                    if not is_block:
-                        raise DecompileError(f"{where}: node {n} is read where it cannot be named")
-                    descs.append((c, ("param", param_of[(pos, slot)])))
-            kinds = {d for _, d in descs}
-            if len(kinds) == 1:
-                return self._ref_text(next(iter(kinds)), var_of, tensor_params, taken)
-            # a value carried from one iteration to the next: `init` first, then ("pos", m)
-            carried = [d for d in kinds if d[0] == "pos" and len(d[1]) > 1 and len(pos) > 1 and d[1][0] == pos[0]]
-            if len(carried) != 1 or len(kinds) != 2:
-                raise DecompileError(f"{where}: an input of step {_pos_text(pos)} cannot be written as one name")
-            m = carried[0][1]
-            init = next(d for d in kinds if d != carried[0])
-            r = 0
-            while r < min(len(m), len(pos)) - 1 and m[r] == pos[r]:
-                r += 1
-            init_at = {c for c, d in descs if d == init}
-            place = None
-            for s in range(r, 0, -1):  # before which enclosing repeat the carried name starts
-                if init_at == {c for c, _ in descs if all(x == 0 for x in c[s:r + 1])}:
-                    place = m[:s]
-                    break
-            if place is None:
-                raise DecompileError(f"{where}: an input of step {_pos_text(pos)} cannot be written as one name")
-            init_text = self._ref_text(init, var_of, tensor_params, taken)
-            key = (m, init, place)
-            if key in carries:
-                return carries[key]
-            if m >= pos and m not in carried_names:  # read before m is bound again: its own name carries it
-                name = var_of(m, "x")
-                carried_names.add(m)
-            else:
-                name = _fresh("carry", taken)
-                post.setdefault(m[:r], []).append(f"{name} = {var_of(m, 'x')}")
-            if init_text != name:
-                pre.setdefault(place, []).append(f"{name} = {init_text}")
-            carries[key] = name
-            return name
-
-        def body(tmpl: list, pos: tuple, loops: list) -> list:
-            out: list = []
-            for j, t in enumerate(tmpl):
-                p = (*pos, j)
-                out.append((p, t, loops))
-                if isinstance(t, _TRepeat):
-                    out.extend(body(t.body or [], p, [*loops, t]))
-            return out
-
-        flat = body(template, (), [])
-        counter = 0
-        renamed = self._renamed_outputs() if not is_block else {}
-        for p, t, loops in flat:
-            if isinstance(t, _TRepeat):
-                t.var = None
-                t.loopvar = _fresh("ijklmn"[len(loops) % 6], taken)  # type: ignore[attr-defined]
-            elif isinstance(t, _TNode) and t.op == "input":
-                varname[p] = self._input_name(t.node)
-                taken.add(varname[p])
-            elif not (isinstance(t, _TNode) and len(t.execs) == 1 and t.execs[0][1].id in renamed and len(p) == 1):
-                counter += 1
-                name = f"h{counter}"
-                while name in taken:
-                    counter += 1
-                    name = f"h{counter}"
-                taken.add(name)
-                varname[p] = name
-        # tensor parameters: the slots that read from outside the instance, one parameter for the
-        # slots that read the same tensor in every use of the block (`f(x, x)` and `f(x, y)` need two)
-        occ: dict[tuple, dict[int, set[int]]] = {}
-        for p, t, _ in flat:
-            if isinstance(t, _TNode) and t.op != "input":
-                slots = [[(c, n.inputs[s]) for c, n in t.execs] for s in range(len(t.node.inputs))]
-            elif isinstance(t, _TCall):
-                slots = [[(c, self.block_args[id(call)][s]) for c, call in t.execs]
-                         for s in range(len(self.block_tensor_params[t.block]))]
-            else:
-                continue
-            for s, execs in enumerate(slots):
-                for c, n in execs:
-                    o = owner.get(n)
-                    if o is None or o[0] != c[0]:
-                        occ.setdefault((p, s), {}).setdefault(c[0], set()).add(n)
-        classes: dict[frozenset, int] = {}
-        param_of: dict[tuple, int] = {}
-        for key, per in occ.items():
-            if any(len(v) != 1 for v in per.values()):
-                raise DecompileError(f"{where}: step {_pos_text(key[0])} reads several outside tensors in one use")
-            sig = frozenset((k, next(iter(v))) for k, v in per.items())
-            param_of[key] = classes.setdefault(sig, len(classes))
-        for sig, idx in classes.items():
-            for k, n in sig:
-                while len(outside[k]) <= idx:
-                    outside[k].append(-1)
-                outside[k][idx] = n
-        if any(len(o) != len(classes) or -1 in o for o in outside):
-            raise DecompileError(f"{where}: its uses read different tensors from outside")
-        stmt: dict[tuple, str] = {}
-        for p, t, loops in flat:
-            loopvars = [lp.loopvar for lp in loops]
-            used: set[int] = set()
-            here = f"{where}, `{_pos_text(p)}`"
-            if isinstance(t, _TRepeat):
-                continue
-            if isinstance(t, _TNode):
-                n0 = t.node
-                if t.op == "input":
-                    stmt[p] = f"input {self._input_name(n0)}: {n0.dtype}[{', '.join(_dim_text(d) for d in n0.shape)}]"
-                    varname[p] = self._input_name(n0)
-                    taken.add(varname[p])
-                    continue
-                ins = [ref([(c, n.inputs[s]) for c, n in t.execs], s, p, loops) for s in range(len(n0.inputs))]
-                keys = sorted({k for _, n in t.execs for k in n.attrs})
-                kw = []
-                prim = PRIMITIVES.get(t.op)
-                for key in keys:
-                    vals = [(c, n.attrs.get(key, REQUIRED)) for c, n in t.execs]
-                    if any(v is REQUIRED for _, v in vals):
-                        raise DecompileError(f"{here}: attribute `{key}` is missing in some uses")
-                    if prim is None:
-                        continue
-                    text = _resolve(vals, loopvars, key, params, used, here)
-                    arg = next((a for a in prim.args if a.name == key), None)
-                    if arg is None:
-                        raise DecompileError(f"{here}: `{t.op}` has no argument `{key}`")
-                    if not arg.required and text == _lit_or_none(arg.default):
-                        continue
-                    kw.append(f"{key}={text}")
-                self._mark(loops, used)
-                stmt[p] = self._node_expr(t, ins, kw, here)
-            else:
-                ins = []
-                for s in range(len(self.block_tensor_params[t.block])):
-                    execs = [(c, self.block_args[id(call)][s]) for c, call in t.execs]
-                    ins.append(ref(execs, s, p, loops))
-                kw = []
-                for name in self.block_params[t.block]:
-                    vals = [(c, self.block_values[t.block][self.call_id[id(call)]][name]) for c, call in t.execs]
-                    kw.append(f"{name}={_resolve(vals, loopvars, name, params, used, here)}")
-                self._mark(loops, used)
-                call_text = f"{t.block}({', '.join(ins[1:] + kw)})" if ins else f"{t.block}({', '.join(kw)})"
-                stmt[p] = f"{ins[0]} -> {call_text}" if ins else call_text
-        # repeat counts and labels
-        for _p, t, loops in flat:
-            if isinstance(t, _TRepeat):
-                used = set()
-                vals = [(c, len(r.iters)) for c, r in t.execs]
-                label = _label_name(t.label, self.ir, self.reserved)
-                if params is not None and label is not None and label not in params.values:
-                    params.taken.add(label)
-                    if any(not _same(v, vals[0][1]) for _, v in vals) and all(len(c) == 1 for c, _ in vals):
-                        params.values[label] = {c[0]: v for c, v in vals}
-                text = _resolve(vals, [lp.loopvar for lp in loops], label or "n", params, used, f"{where}, repeat")
-                self._mark(loops, used)
-                t.count_text = text  # type: ignore[attr-defined]
-                t.label_name = label  # type: ignore[attr-defined]
-        # the block's result
-        result_pos = None
-        if is_block:
-            for k in range(len(instances)):
-                res = self.block_result.get(block, {}).get(k)
-                if res is None:
-                    continue
-                o = owner.get(res)
-                if o is None or o[0] != k:
-                    raise DecompileError(f"{where}: its result is not computed inside it")
-                if result_pos is not None and result_pos != o[1]:
-                    raise DecompileError(f"{where}: its uses return different values")
-                result_pos = o[1]
-        return template, flat, stmt, varname, pre, post, tensor_params, params, outside, result_pos, owner
-
-    def _mark(self, loops: list, used: set[int]) -> None:
-        for d in used:
-            loops[d].var = loops[d].loopvar
-
-    def _ref_text(self, desc, var_of, tensor_params: list[str], taken: set[str]) -> str:
-        if desc[0] == "pos":
-            return var_of(desc[1], "x")
-        while len(tensor_params) <= desc[1]:
-            tensor_params.append(_fresh("x", taken))
-        return tensor_params[desc[1]]
-
     def _input_name(self, node: _Node) -> str:
         for name, i in self.ir.inputs.items():
             if i == node.id:
                 return name
         raise DecompileError(f"input node `{node.name}` is not among the IR's inputs")
-
-    def _node_expr(self, t: _TNode, ins: list[str], kw: list[str], here: str) -> str:
-        op = t.op
-        n0 = t.node
-        if op == "neg":
-            return f"-{ins[0]}"
-        if op in ARITH:
-            sym = ARITH[op]
-            if len(ins) == 2:
-                return f"{ins[0]} {sym} {ins[1]}"
-            scalars = {repr(n.attrs.get("scalar")) for _, n in t.execs}
-            firsts = {n.attrs.get("scalar_first") for _, n in t.execs}
-            if len(scalars) != 1 or len(firsts) != 1:
-                raise DecompileError(f"{here}: the scalar of `{op}` differs between its uses")
-            scalar = n0.attrs.get("scalar")
-            if isinstance(scalar, bool) or not isinstance(scalar, int | float):
-                raise DecompileError(f"{here}: `{op}` needs a number")
-            s = _lit(scalar)
-            return f"{s} {sym} {ins[0]}" if n0.attrs.get("scalar_first") else f"{ins[0]} {sym} {s}"
-        if len(ins) == 1:
-            return f"{ins[0]} -> {op}({', '.join(kw)})" if kw else f"{ins[0]} -> {op}"
-        return f"{op}({', '.join(ins + kw)})"
 
     # -- the whole design -------------------------------------------------------------------------
     def design(self, name: str) -> str:
@@ -759,8 +506,9 @@ class _Writer:
                 if esc:
                     self.block_result[block][k] = esc[0]
             where = f"block `{block}`"
-            (template, _flat, stmt, varname, pre, post, tparams, params, outside, result_pos,
-             _) = self.frame([c.items for c in calls], where, True, block)
+            f = _Frame(self, [c.items for c in calls], where, True, block)
+            template, stmt, varname, pre, post = f.template, f.stmt, f.varname, f.pre, f.post
+            tparams, params, outside, result_pos = f.tensor_params, f.params, f.outside, f.result_pos
             for k, call in enumerate(calls):
                 self.block_args[id(call)] = outside[k]
             if len({len(o) for o in outside}) > 1:
@@ -780,7 +528,8 @@ class _Writer:
             body = self._emit_body(template, (), stmt, varname, pre, post, "    ", None)
             defs.append(f"block {block}({sig}) {{\n{body}\n    return {ret}\n}}")
         # the model
-        (template, _flat, stmt, varname, pre, post, _, _, _, _, owner) = self.frame([root], "the model", False)
+        f = _Frame(self, [root], "the model", False)
+        template, stmt, varname, pre, post, owner = f.template, f.stmt, f.varname, f.pre, f.post, f.owner
         renamed = self._renamed_outputs()
         outs = []
         for oname, oid in self.ir.outputs.items():
@@ -856,6 +605,299 @@ class _Writer:
         if outs and not pos:
             raise DecompileError(f"output `{outs[0][0]}` cannot be written in the IR's order")
         return "\n".join(lines)
+
+
+class _Frame:
+    """One frame being written, the model body or one block definition, from all its instances.
+
+    Built in the order the names depend on: the template of the instances, which instance and
+    position produced each node, the steps' names, the tensor parameters, each step's statement, the
+    repeats' counts and (for a block) the position of its result. `design` reads the attributes.
+    """
+
+    def __init__(self, writer: _Writer, instances: list[list], where: str, is_block: bool,
+                 block: str | None = None):
+        self.writer = writer
+        self.where = where
+        self.is_block = is_block
+        template = None
+        for k, items in enumerate(instances):
+            template = _merge(template, items, (k,), where)
+        self.template: list = template or []
+        self.taken = set(writer.reserved)
+        self.params = _Params(self.taken) if is_block else None
+        self.owner: dict[int, tuple[int, tuple]] = {}  # node id -> (instance, pos)
+        self.outside: list[list[int]] = [[] for _ in instances]  # per instance: the tensors it reads
+        self.tensor_params: list[str] = []
+        self.param_of: dict[tuple, int] = {}  # (pos, slot) -> tensor parameter index
+        self.varname: dict[tuple, str] = {}
+        self.stmt: dict[tuple, str] = {}
+        self.pre: dict[tuple, list[str]] = {}  # statements before the item at a position
+        self.post: dict[tuple, list[str]] = {}  # statements at the end of the body at a position
+        self.carries: dict[tuple, str] = {}
+        self.carried_names: set[tuple] = set()
+        self._own(self.template, ())
+        self.flat = self._flatten(self.template, (), [])
+        self._name_steps()
+        self._find_tensor_params()
+        for p, t, loops in self.flat:
+            if isinstance(t, _TNode):
+                self._node_statement(p, t, loops)
+            elif isinstance(t, _TCall):
+                self._call_statement(p, t, loops)
+        self._repeat_counts()
+        self.result_pos = self._result_pos(block, len(instances)) if is_block else None
+
+    def _own(self, tmpl: list, pos: tuple) -> None:
+        """Record which instance and position produced each node (and each call's result)."""
+        for j, t in enumerate(tmpl):
+            p = (*pos, j)
+            if isinstance(t, _TNode):
+                for c, n in t.execs:
+                    self.owner[n.id] = (c[0], p)
+            elif isinstance(t, _TCall):
+                for c, call in t.execs:
+                    res = self.writer.block_result.get(call.block, {}).get(self.writer.call_id[id(call)])
+                    if res is not None:
+                        self.owner[res] = (c[0], p)
+            else:
+                self._own(t.body or [], p)
+
+    def _flatten(self, tmpl: list, pos: tuple, loops: list) -> list:
+        """Every item of the template as (position, item, enclosing repeats), in order."""
+        out: list = []
+        for j, t in enumerate(tmpl):
+            p = (*pos, j)
+            out.append((p, t, loops))
+            if isinstance(t, _TRepeat):
+                out.extend(self._flatten(t.body or [], p, [*loops, t]))
+        return out
+
+    def _name_steps(self) -> None:
+        """Loop variables for the repeats, input names for the inputs, `h1`, `h2`, .. for the rest."""
+        counter = 0
+        renamed = self.writer._renamed_outputs() if not self.is_block else {}
+        for p, t, loops in self.flat:
+            if isinstance(t, _TRepeat):
+                t.var = None
+                t.loopvar = _fresh("ijklmn"[len(loops) % 6], self.taken)  # type: ignore[attr-defined]
+            elif isinstance(t, _TNode) and t.op == "input":
+                self.varname[p] = self.writer._input_name(t.node)
+                self.taken.add(self.varname[p])
+            elif not (isinstance(t, _TNode) and len(t.execs) == 1 and t.execs[0][1].id in renamed and len(p) == 1):
+                counter += 1
+                name = f"h{counter}"
+                while name in self.taken:
+                    counter += 1
+                    name = f"h{counter}"
+                self.taken.add(name)
+                self.varname[p] = name
+
+    def _find_tensor_params(self) -> None:
+        """The slots that read from outside the instance, one parameter for the slots that read the
+        same tensor in every use of the block (`f(x, x)` and `f(x, y)` need two)."""
+        w = self.writer
+        occ: dict[tuple, dict[int, set[int]]] = {}
+        for p, t, _ in self.flat:
+            if isinstance(t, _TNode) and t.op != "input":
+                slots = [[(c, n.inputs[s]) for c, n in t.execs] for s in range(len(t.node.inputs))]
+            elif isinstance(t, _TCall):
+                slots = [[(c, w.block_args[id(call)][s]) for c, call in t.execs]
+                         for s in range(len(w.block_tensor_params[t.block]))]
+            else:
+                continue
+            for s, execs in enumerate(slots):
+                for c, n in execs:
+                    o = self.owner.get(n)
+                    if o is None or o[0] != c[0]:
+                        occ.setdefault((p, s), {}).setdefault(c[0], set()).add(n)
+        classes: dict[frozenset, int] = {}
+        for key, per in occ.items():
+            if any(len(v) != 1 for v in per.values()):
+                raise DecompileError(f"{self.where}: step {_pos_text(key[0])} reads several outside tensors in one use")
+            sig = frozenset((k, next(iter(v))) for k, v in per.items())
+            self.param_of[key] = classes.setdefault(sig, len(classes))
+        for sig, idx in classes.items():
+            for k, n in sig:
+                while len(self.outside[k]) <= idx:
+                    self.outside[k].append(-1)
+                self.outside[k][idx] = n
+        if any(len(o) != len(classes) or -1 in o for o in self.outside):
+            raise DecompileError(f"{self.where}: its uses read different tensors from outside")
+
+    # -- names of values --------------------------------------------------------------------------
+    def var_of(self, pos: tuple) -> str:
+        if pos not in self.varname:
+            raise DecompileError(f"{self.where}: step {_pos_text(pos)} is read but has no value")
+        return self.varname[pos]
+
+    def _ref_text(self, desc: tuple) -> str:
+        if desc[0] == "pos":
+            return self.var_of(desc[1])
+        while len(self.tensor_params) <= desc[1]:
+            self.tensor_params.append(_fresh("x", self.taken))
+        return self.tensor_params[desc[1]]
+
+    def ref(self, execs: list, slot: int, pos: tuple) -> str:
+        """The name that input `slot` of the step at `pos` reads; `execs`: (coords, node id) per use."""
+        descs: list[tuple[tuple, Any]] = []
+        for c, n in execs:
+            o = self.owner.get(n)
+            if o is not None and o[0] == c[0]:
+                descs.append((c, ("pos", o[1])))
+            else:
+                if not self.is_block:
+                    raise DecompileError(f"{self.where}: node {n} is read where it cannot be named")
+                descs.append((c, ("param", self.param_of[(pos, slot)])))
+        kinds = {d for _, d in descs}
+        if len(kinds) == 1:
+            return self._ref_text(next(iter(kinds)))
+        return self._carry(descs, kinds, pos)
+
+    def _carry(self, descs: list, kinds: set, pos: tuple) -> str:
+        """A value carried from one iteration to the next: `init` first, then ("pos", m)."""
+        where = self.where
+        carried = [d for d in kinds if d[0] == "pos" and len(d[1]) > 1 and len(pos) > 1 and d[1][0] == pos[0]]
+        if len(carried) != 1 or len(kinds) != 2:
+            raise DecompileError(f"{where}: an input of step {_pos_text(pos)} cannot be written as one name")
+        m = carried[0][1]
+        init = next(d for d in kinds if d != carried[0])
+        r = 0
+        while r < min(len(m), len(pos)) - 1 and m[r] == pos[r]:
+            r += 1
+        init_at = {c for c, d in descs if d == init}
+        place = None
+        for s in range(r, 0, -1):  # before which enclosing repeat the carried name starts
+            if init_at == {c for c, _ in descs if all(x == 0 for x in c[s:r + 1])}:
+                place = m[:s]
+                break
+        if place is None:
+            raise DecompileError(f"{where}: an input of step {_pos_text(pos)} cannot be written as one name")
+        init_text = self._ref_text(init)
+        key = (m, init, place)
+        if key in self.carries:
+            return self.carries[key]
+        if m >= pos and m not in self.carried_names:  # read before m is bound again: its own name carries it
+            name = self.var_of(m)
+            self.carried_names.add(m)
+        else:
+            name = _fresh("carry", self.taken)
+            self.post.setdefault(m[:r], []).append(f"{name} = {self.var_of(m)}")
+        if init_text != name:
+            self.pre.setdefault(place, []).append(f"{name} = {init_text}")
+        self.carries[key] = name
+        return name
+
+    # -- statements -------------------------------------------------------------------------------
+    def _node_statement(self, p: tuple, t: _TNode, loops: list) -> None:
+        n0 = t.node
+        if t.op == "input":
+            name = self.writer._input_name(n0)
+            self.stmt[p] = f"input {name}: {n0.dtype}[{', '.join(_dim_text(d) for d in n0.shape)}]"
+            self.varname[p] = name
+            self.taken.add(name)
+            return
+        loopvars = [lp.loopvar for lp in loops]
+        used: set[int] = set()
+        here = f"{self.where}, `{_pos_text(p)}`"
+        ins = [self.ref([(c, n.inputs[s]) for c, n in t.execs], s, p) for s in range(len(n0.inputs))]
+        keys = sorted({k for _, n in t.execs for k in n.attrs})
+        kw = []
+        prim = PRIMITIVES.get(t.op)
+        for key in keys:
+            vals = [(c, n.attrs.get(key, REQUIRED)) for c, n in t.execs]
+            if any(v is REQUIRED for _, v in vals):
+                raise DecompileError(f"{here}: attribute `{key}` is missing in some uses")
+            if prim is None:
+                continue
+            text = _resolve(vals, loopvars, key, self.params, used, here)
+            arg = next((a for a in prim.args if a.name == key), None)
+            if arg is None:
+                raise DecompileError(f"{here}: `{t.op}` has no argument `{key}`")
+            if not arg.required and text == _lit_or_none(arg.default):
+                continue
+            kw.append(f"{key}={text}")
+        _mark(loops, used)
+        self.stmt[p] = _node_expr(t, ins, kw, here)
+
+    def _call_statement(self, p: tuple, t: _TCall, loops: list) -> None:
+        w = self.writer
+        loopvars = [lp.loopvar for lp in loops]
+        used: set[int] = set()
+        here = f"{self.where}, `{_pos_text(p)}`"
+        ins = []
+        for s in range(len(w.block_tensor_params[t.block])):
+            execs = [(c, w.block_args[id(call)][s]) for c, call in t.execs]
+            ins.append(self.ref(execs, s, p))
+        kw = []
+        for name in w.block_params[t.block]:
+            vals = [(c, w.block_values[t.block][w.call_id[id(call)]][name]) for c, call in t.execs]
+            kw.append(f"{name}={_resolve(vals, loopvars, name, self.params, used, here)}")
+        _mark(loops, used)
+        call_text = f"{t.block}({', '.join(ins[1:] + kw)})" if ins else f"{t.block}({', '.join(kw)})"
+        self.stmt[p] = f"{ins[0]} -> {call_text}" if ins else call_text
+
+    def _repeat_counts(self) -> None:
+        """Each repeat's count (a literal, a block parameter or an expression) and label."""
+        params = self.params
+        for _p, t, loops in self.flat:
+            if isinstance(t, _TRepeat):
+                used: set[int] = set()
+                vals = [(c, len(r.iters)) for c, r in t.execs]
+                label = _label_name(t.label, self.writer.ir, self.writer.reserved)
+                if params is not None and label is not None and label not in params.values:
+                    params.taken.add(label)
+                    if any(not _same(v, vals[0][1]) for _, v in vals) and all(len(c) == 1 for c, _ in vals):
+                        params.values[label] = {c[0]: v for c, v in vals}
+                text = _resolve(vals, [lp.loopvar for lp in loops], label or "n", params, used,
+                                f"{self.where}, repeat")
+                _mark(loops, used)
+                t.count_text = text  # type: ignore[attr-defined]
+                t.label_name = label  # type: ignore[attr-defined]
+
+    def _result_pos(self, block: str | None, count: int) -> tuple | None:
+        """The position of the value every use of the block returns."""
+        result_pos = None
+        for k in range(count):
+            res = self.writer.block_result.get(block, {}).get(k)
+            if res is None:
+                continue
+            o = self.owner.get(res)
+            if o is None or o[0] != k:
+                raise DecompileError(f"{self.where}: its result is not computed inside it")
+            if result_pos is not None and result_pos != o[1]:
+                raise DecompileError(f"{self.where}: its uses return different values")
+            result_pos = o[1]
+        return result_pos
+
+
+def _mark(loops: list, used: set[int]) -> None:
+    """Give the repeats whose loop variable an expression used (depths `used`) their `as` name."""
+    for d in used:
+        loops[d].var = loops[d].loopvar
+
+
+def _node_expr(t: _TNode, ins: list[str], kw: list[str], here: str) -> str:
+    op = t.op
+    n0 = t.node
+    if op == "neg":
+        return f"-{ins[0]}"
+    if op in ARITH:
+        sym = ARITH[op]
+        if len(ins) == 2:
+            return f"{ins[0]} {sym} {ins[1]}"
+        scalars = {repr(n.attrs.get("scalar")) for _, n in t.execs}
+        firsts = {n.attrs.get("scalar_first") for _, n in t.execs}
+        if len(scalars) != 1 or len(firsts) != 1:
+            raise DecompileError(f"{here}: the scalar of `{op}` differs between its uses")
+        scalar = n0.attrs.get("scalar")
+        if isinstance(scalar, bool) or not isinstance(scalar, int | float):
+            raise DecompileError(f"{here}: `{op}` needs a number")
+        s = _lit(scalar)
+        return f"{s} {sym} {ins[0]}" if n0.attrs.get("scalar_first") else f"{ins[0]} {sym} {s}"
+    if len(ins) == 1:
+        return f"{ins[0]} -> {op}({', '.join(kw)})" if kw else f"{ins[0]} -> {op}"
+    return f"{op}({', '.join(ins + kw)})"
 
 
 def _node_ids(items: list) -> list[int]:
