@@ -259,21 +259,6 @@ class _TRepeat:
     var: str | None = None
 
 
-def _signature(items: list) -> tuple:
-    out = []
-    for it in items:
-        if isinstance(it, _Node):
-            out.append(("node", it.op) + ((it.name, it.dtype, it.shape) if it.op == "input" else ()))
-        elif isinstance(it, _Call):
-            out.append(("call", it.block))
-        else:
-            sigs = {_signature(b) for b in it.iters}
-            if len(sigs) != 1:
-                raise DecompileError(f"the iterations of `repeat` {it.base} differ in structure")
-            out.append(("repeat", it.base.rpartition(".")[2], next(iter(sigs))))
-    return tuple(out)
-
-
 def _merge(template: list | None, items: list, coords: tuple, where: str) -> list:
     """Add one execution of a body (`items`, at iteration coordinates `coords`) to its template."""
     if template is None:
@@ -440,7 +425,6 @@ class _Writer:
             for part in n.name.split("."):
                 self.reserved.add(_strip_suffix(part))
         self.reserved.update(b for _, b in ir.calls)
-        self.block_text: dict[str, str] = {}
         self.block_params: dict[str, list[str]] = {}  # static parameter names
         self.block_values: dict[str, dict[int, dict[str, Any]]] = {}  # per call id: name -> value
         self.block_result: dict[str, dict[int, int]] = {}  # per call id -> returned node id
