@@ -440,31 +440,29 @@ class _Writer:
     # -- the whole design -------------------------------------------------------------------------
     def design(self, name: str) -> str:
         root = _tree(self.ir)
-        # the calls of each block, innermost blocks first; each call's tensor arguments and result
-        by_block: dict[str, list[_Call]] = {}
-        order: list[str] = []
-        self.block_args: dict[int, list[int]] = {}
+        by_block = _calls_by_block(root)  # the calls of each block, innermost blocks first
+        self._check_results(by_block)
+        self.block_args: dict[int, list[int]] = {}  # id(_Call) -> the node ids of its tensor arguments
         self.block_tensor_params: dict[str, list[str]] = {}
+        # a block is written after the blocks it calls
+        defs = [self._block_def(block, by_block[block]) for block in _block_order(by_block)]
+        body = self._model_body(root)
+        header = ["# Decompiled from the graph IR of model "
+                  f"`{self.ir.model}` by `mdlc decompile`: same architecture hash."]
+        header.append("# Its compile-time arguments are written in as literals; a `repeat` over one keeps its name.")
+        parts = ["\n".join(header), *defs]
+        mparams = ", ".join(f"{k}: {_kind({0: v})} = {_lit(v)}" for k, v in self.model_params.items())
+        parts.append(f"model {name}{'(' + mparams + ')' if mparams else ''} {{\n{body}\n}}")
+        return "\n\n".join(parts) + "\n"
+
+    def _check_results(self, by_block: dict[str, list[_Call]]) -> None:
+        """A block returns one value: at most one node of each call is read after the call ends."""
         last_use: dict[int, int] = {}
-
-        def collect(items: list, depth: int) -> None:
-            for it in items:
-                if isinstance(it, _Call):
-                    collect(it.items, depth + 1)
-                    by_block.setdefault(it.block, []).append(it)
-                    if it.block not in order:
-                        order.append(it.block)
-                elif isinstance(it, _Repeat):
-                    for b in it.iters:
-                        collect(b, depth)
-
-        collect(root, 0)
         for n in self.ir.nodes:
             for i in n.inputs:
                 last_use[i] = n.id
         for i in self.ir.outputs.values():
             last_use[i] = len(self.ir.nodes)
-        # results: a node of a call read after the call ends
         for calls in by_block.values():
             for call in calls:
                 ids = _node_ids(call.items)
@@ -475,67 +473,57 @@ class _Writer:
                 if len(escaped) > 1:
                     raise DecompileError(f"block call `{call.path}`: {len(escaped)} of its values are used after it;"
                                          " a block returns one")
-        # order blocks so that a block is written after the blocks it calls
-        ordered = _block_order(by_block)
-        defs: list[str] = []
-        for block in ordered:
-            calls = by_block[block]
-            self.block_result[block] = {}
-            for k, call in enumerate(calls):
-                self.call_id[id(call)] = k
-                ids = _node_ids(call.items)
-                end = max(ids) if ids else -1
-                esc = [i for i in ids if any(i in n.inputs for n in self.ir.nodes if n.id > end)
-                       or (i in self.ir.outputs.values())]
-                if esc:
-                    self.block_result[block][k] = esc[0]
-            where = f"block `{block}`"
-            f = _Frame(self, [c.items for c in calls], where, True, block)
-            template, stmt, varname, pre, post = f.template, f.stmt, f.varname, f.pre, f.post
-            tparams, params, outside, result_pos = f.tensor_params, f.params, f.outside, f.result_pos
-            for k, call in enumerate(calls):
-                self.block_args[id(call)] = outside[k]
-            if len({len(o) for o in outside}) > 1:
-                raise DecompileError(f"{where}: its uses read different numbers of tensors")
-            if not tparams:
-                raise DecompileError(f"{where}: it reads no tensor")
-            self.block_tensor_params[block] = tparams
-            self.block_params[block] = list(params.values)
-            self.block_values[block] = {k: {p: params.values[p][k] for p in params.values} for k in range(len(calls))}
-            if result_pos is None:
-                result_pos = _last_pos(template)
-            ret = varname.get(result_pos) if result_pos is not None else tparams[0]
-            if ret is None:
-                raise DecompileError(f"{where}: its result has no name")
-            kinds = {p: _kind(params.values[p]) for p in params.values}
-            sig = ", ".join(tparams + [f"{p}: {kinds[p]}" for p in params.values])
-            body = self._emit_body(template, (), stmt, varname, pre, post, "    ", None)
-            defs.append(f"block {block}({sig}) {{\n{body}\n    return {ret}\n}}")
-        # the model
+
+    def _block_def(self, block: str, calls: list[_Call]) -> str:
+        """The `block` definition that all of `calls` are uses of; records its signature for the callers."""
+        self.block_result[block] = {}
+        for k, call in enumerate(calls):
+            self.call_id[id(call)] = k
+            ids = _node_ids(call.items)
+            end = max(ids) if ids else -1
+            esc = [i for i in ids if any(i in n.inputs for n in self.ir.nodes if n.id > end)
+                   or (i in self.ir.outputs.values())]
+            if esc:
+                self.block_result[block][k] = esc[0]
+        where = f"block `{block}`"
+        f = _Frame(self, [c.items for c in calls], where, True, block)
+        tparams, params, outside = f.tensor_params, f.params, f.outside
+        for k, call in enumerate(calls):
+            self.block_args[id(call)] = outside[k]
+        if len({len(o) for o in outside}) > 1:
+            raise DecompileError(f"{where}: its uses read different numbers of tensors")
+        if not tparams:
+            raise DecompileError(f"{where}: it reads no tensor")
+        self.block_tensor_params[block] = tparams
+        self.block_params[block] = list(params.values)
+        self.block_values[block] = {k: {p: params.values[p][k] for p in params.values} for k in range(len(calls))}
+        result_pos = f.result_pos if f.result_pos is not None else _last_pos(f.template)
+        ret = f.varname.get(result_pos) if result_pos is not None else tparams[0]
+        if ret is None:
+            raise DecompileError(f"{where}: its result has no name")
+        kinds = {p: _kind(params.values[p]) for p in params.values}
+        sig = ", ".join(tparams + [f"{p}: {kinds[p]}" for p in params.values])
+        body = self._emit_body(f, f.template, (), "    ", None)
+        return f"block {block}({sig}) {{\n{body}\n    return {ret}\n}}"
+
+    def _model_body(self, root: list) -> str:
+        """The statements of the model, its outputs among them in the IR's order."""
         f = _Frame(self, [root], "the model", False)
-        template, stmt, varname, pre, post, owner = f.template, f.stmt, f.varname, f.pre, f.post, f.owner
         renamed = self._renamed_outputs()
         outs = []
         for oname, oid in self.ir.outputs.items():
-            if oid not in owner:
+            if oid not in f.owner:
                 raise DecompileError(f"output `{oname}` is a value inside a block that the block does not return")
-            p = owner[oid][1]
-            if oid in renamed and renamed[oid] == oname and p not in varname:
+            p = f.owner[oid][1]
+            if oid in renamed and renamed[oid] == oname and p not in f.varname:
                 outs.append([oname, p[0], p, None])
             else:
-                outs.append([oname, p[0], None, varname[p]])
+                outs.append([oname, p[0], None, f.varname[p]])
         # an output is written after the top-level step that makes its value, and after the one before it
         for k in range(1, len(outs)):
             if outs[k][2] is None and outs[k][1] < outs[k - 1][1]:
                 outs[k][1] = outs[k - 1][1]
-        body = self._emit_body(template, (), stmt, varname, pre, post, "    ", outs)
-        header = ["# Decompiled from the graph IR of model "
-                  f"`{self.ir.model}` by `mdlc decompile`: same architecture hash."]
-        header.append("# Its compile-time arguments are written in as literals; a `repeat` over one keeps its name.")
-        parts = ["\n".join(header), *defs]
-        mparams = ", ".join(f"{k}: {_kind({0: v})} = {_lit(v)}" for k, v in self.model_params.items())
-        parts.append(f"model {name}{'(' + mparams + ')' if mparams else ''} {{\n{body}\n}}")
-        return "\n\n".join(parts) + "\n"
+        return self._emit_body(f, f.template, (), "    ", outs)
 
     def _renamed_outputs(self) -> dict[int, str]:
         """Outputs whose node was created by the output statement and renamed after it."""
@@ -548,13 +536,13 @@ class _Writer:
                 out[i] = name
         return out
 
-    def _emit_body(self, template, pos, stmt, varname, pre, post, indent, outs) -> str:
+    def _emit_body(self, f: _Frame, template: list, pos: tuple, indent: str, outs: list | None) -> str:
         """The statements of a body; `outs` (model level only): the outputs still to write, in order,
         each [name, top-level index after which it can be written, position if renamed, variable]."""
         lines: list[str] = []
         for j, t in enumerate(template):
             p = (*pos, j)
-            for line in pre.get(p, []):
+            for line in f.pre.get(p, []):
                 lines.append(indent + line)
             if isinstance(t, _TRepeat):
                 label = t.label_name  # type: ignore[attr-defined]
@@ -571,20 +559,20 @@ class _Writer:
                     head = f"repeat {label}"
                 if t.var:
                     head += f" as {t.var}"
-                inner = self._emit_body(t.body or [], p, stmt, varname, pre, post, indent + "    ", None)
+                inner = self._emit_body(f, t.body or [], p, indent + "    ", None)
                 lines.append(f"{indent}{head} {{\n{inner}\n{indent}}}")
             elif isinstance(t, _TNode) and t.op == "input":
-                lines.append(indent + stmt[p])
-            elif p in varname:
-                lines.append(f"{indent}{varname[p]} = {stmt[p]}")
+                lines.append(indent + f.stmt[p])
+            elif p in f.varname:
+                lines.append(f"{indent}{f.varname[p]} = {f.stmt[p]}")
             else:  # a renamed output
                 if not outs or outs[0][2] != p:
                     raise DecompileError("the outputs cannot be written in the IR's order")
-                lines.append(f"{indent}output {outs.pop(0)[0]} = {stmt[p]}")
+                lines.append(f"{indent}output {outs.pop(0)[0]} = {f.stmt[p]}")
             while outs and outs[0][1] == j and outs[0][2] is None:
                 oname, _, _, var = outs.pop(0)
                 lines.append(f"{indent}output {oname} = {var}")
-        for line in post.get(pos, []):
+        for line in f.post.get(pos, []):
             lines.append(indent + line)
         if outs and not pos:
             raise DecompileError(f"output `{outs[0][0]}` cannot be written in the IR's order")
@@ -882,6 +870,23 @@ def _node_expr(t: _TNode, ins: list[str], kw: list[str], here: str) -> str:
     if len(ins) == 1:
         return f"{ins[0]} -> {op}({', '.join(kw)})" if kw else f"{ins[0]} -> {op}"
     return f"{op}({', '.join(ins + kw)})"
+
+
+def _calls_by_block(root: list) -> dict[str, list[_Call]]:
+    """Block name -> its calls, a call after the calls inside it."""
+    by_block: dict[str, list[_Call]] = {}
+
+    def collect(items: list) -> None:
+        for it in items:
+            if isinstance(it, _Call):
+                collect(it.items)
+                by_block.setdefault(it.block, []).append(it)
+            elif isinstance(it, _Repeat):
+                for b in it.iters:
+                    collect(b)
+
+    collect(root)
+    return by_block
 
 
 def _node_ids(items: list) -> list[int]:
