@@ -53,6 +53,7 @@ class ParsedIR:
 
 
 def read_ir(ir: Any) -> ParsedIR:
+    """The IR (a `Graph` or its `to_json()` dict) as records, every field checked."""
     from mdl.compiler.ir import Graph
 
     if isinstance(ir, Graph):
@@ -65,42 +66,60 @@ def read_ir(ir: Any) -> ParsedIR:
     raw_nodes, inputs, outputs = ir["nodes"], ir["inputs"], ir["outputs"]
     if not isinstance(raw_nodes, list) or not isinstance(inputs, dict) or not isinstance(outputs, dict):
         raise DecompileError("`nodes` must be a list and `inputs`/`outputs` objects")
-    nodes: list[IRNode] = []
-    for i, n in enumerate(raw_nodes):
-        where = f"node {i}"
-        if not isinstance(n, dict):
-            raise DecompileError(f"{where} is not an object")
-        for key in ("name", "op", "inputs", "dtype", "shape"):
-            if key not in n:
-                raise DecompileError(f"{where} has no `{key}`")
-        name, op, ins, attrs = n["name"], n["op"], n["inputs"], n.get("attrs", {})
-        if "id" in n and n["id"] != i:
-            raise DecompileError(f"{where} has id {n['id']!r}; ids must count from 0 in order")
-        if not isinstance(name, str) or not name:
-            raise DecompileError(f"{where} has no name")
-        if not isinstance(op, str) or op not in KNOWN_OPS:
-            raise DecompileError(f"{where} (`{name}`) has an unknown op {op!r}")
-        if not isinstance(ins, list) or not all(isinstance(x, int) and not isinstance(x, bool) and 0 <= x < i
-                                                for x in ins):
-            raise DecompileError(f"{where} (`{name}`) has inputs {ins!r}; each must be an earlier node's id")
-        if not isinstance(attrs, dict):
-            raise DecompileError(f"{where} (`{name}`) has attrs that are not an object")
-        if n["dtype"] not in ("float", "int") or not isinstance(n["shape"], list) or not all(
-                (isinstance(d, int) and not isinstance(d, bool)) or isinstance(d, str) for d in n["shape"]):
-            raise DecompileError(f"{where} (`{name}`) has a malformed type")
-        scope = n.get("scope")
-        if scope is None:
-            path = name.rpartition(".")[0]
-        elif isinstance(scope, list | tuple) and all(isinstance(s, str) for s in scope) and len(scope) <= 1:
-            path = scope[0] if scope else ""
-        else:
-            raise DecompileError(f"{where} (`{name}`) has a malformed scope {scope!r}")
-        if path and not name.startswith(path + "."):
-            raise DecompileError(f"{where} is named `{name}` but sits in `{path}`")
-        if op == "input" and path:
-            raise DecompileError(f"input node `{name}` sits inside `{path}`")
-        nodes.append(IRNode(i, name, op, tuple(ins), {k: _tuplify(v) for k, v in attrs.items()}, n["dtype"],
-                           tuple(n["shape"]), path))
+    nodes = [_read_node(i, n) for i, n in enumerate(raw_nodes)]
+    _check_tables(inputs, outputs, nodes)
+    calls = _read_calls(ir.get("calls", []))
+    args = ir.get("args", {})
+    if args is None:
+        args = {}
+    if not isinstance(args, dict):
+        raise DecompileError("`args` must be an object")
+    model = ir.get("model") or "Decompiled"
+    if not isinstance(model, str):
+        raise DecompileError("`model` must be a name")
+    return ParsedIR(model, args, dict(inputs), dict(outputs), nodes, calls)
+
+
+def _read_node(i: int, n: Any) -> IRNode:
+    """Node `i` of the IR's list: its fields checked, its inputs earlier nodes, its scope its name's."""
+    where = f"node {i}"
+    if not isinstance(n, dict):
+        raise DecompileError(f"{where} is not an object")
+    for key in ("name", "op", "inputs", "dtype", "shape"):
+        if key not in n:
+            raise DecompileError(f"{where} has no `{key}`")
+    name, op, ins, attrs = n["name"], n["op"], n["inputs"], n.get("attrs", {})
+    if "id" in n and n["id"] != i:
+        raise DecompileError(f"{where} has id {n['id']!r}; ids must count from 0 in order")
+    if not isinstance(name, str) or not name:
+        raise DecompileError(f"{where} has no name")
+    if not isinstance(op, str) or op not in KNOWN_OPS:
+        raise DecompileError(f"{where} (`{name}`) has an unknown op {op!r}")
+    if not isinstance(ins, list) or not all(isinstance(x, int) and not isinstance(x, bool) and 0 <= x < i
+                                            for x in ins):
+        raise DecompileError(f"{where} (`{name}`) has inputs {ins!r}; each must be an earlier node's id")
+    if not isinstance(attrs, dict):
+        raise DecompileError(f"{where} (`{name}`) has attrs that are not an object")
+    if n["dtype"] not in ("float", "int") or not isinstance(n["shape"], list) or not all(
+            (isinstance(d, int) and not isinstance(d, bool)) or isinstance(d, str) for d in n["shape"]):
+        raise DecompileError(f"{where} (`{name}`) has a malformed type")
+    scope = n.get("scope")
+    if scope is None:
+        path = name.rpartition(".")[0]
+    elif isinstance(scope, list | tuple) and all(isinstance(s, str) for s in scope) and len(scope) <= 1:
+        path = scope[0] if scope else ""
+    else:
+        raise DecompileError(f"{where} (`{name}`) has a malformed scope {scope!r}")
+    if path and not name.startswith(path + "."):
+        raise DecompileError(f"{where} is named `{name}` but sits in `{path}`")
+    if op == "input" and path:
+        raise DecompileError(f"input node `{name}` sits inside `{path}`")
+    return IRNode(i, name, op, tuple(ins), {k: _tuplify(v) for k, v in attrs.items()}, n["dtype"],
+                  tuple(n["shape"]), path)
+
+
+def _check_tables(inputs: dict, outputs: dict, nodes: list[IRNode]) -> None:
+    """`inputs` and `outputs` map names to nodes, and `inputs` lists exactly the input nodes."""
     for what, table in (("input", inputs), ("output", outputs)):
         for k, v in table.items():
             if not isinstance(k, str) or not IDENT.match(k) or k in KEYWORDS:
@@ -111,23 +130,18 @@ def read_ir(ir: Any) -> ParsedIR:
                 raise DecompileError(f"input `{k}` refers to node `{nodes[v].name}`, which is not an input")
     if sorted(inputs.values()) != [n.id for n in nodes if n.op == "input"]:
         raise DecompileError("the IR's `inputs` do not list its input nodes")
-    raw_calls = ir.get("calls", [])
-    calls: list[tuple[str, str]] = []
+
+
+def _read_calls(raw_calls: Any) -> list[tuple[str, str]]:
+    """The IR's block calls as (path, block), in call order."""
     if not isinstance(raw_calls, list):
         raise DecompileError("`calls` must be a list")
+    calls: list[tuple[str, str]] = []
     for c in raw_calls:
         if not isinstance(c, dict) or not isinstance(c.get("path"), str) or not isinstance(c.get("block"), str):
             raise DecompileError(f"malformed block call {c!r}")
         calls.append((c["path"], c["block"]))
-    args = ir.get("args", {})
-    if args is None:
-        args = {}
-    if not isinstance(args, dict):
-        raise DecompileError("`args` must be an object")
-    model = ir.get("model") or "Decompiled"
-    if not isinstance(model, str):
-        raise DecompileError("`model` must be a name")
-    return ParsedIR(model, args, dict(inputs), dict(outputs), nodes, calls)
+    return calls
 
 
 def _tuplify(v: Any) -> Any:
