@@ -28,7 +28,7 @@ Every export verifies itself before `export` returns (a failed check raises Veri
   it is installed (a structural check otherwise), and the architecture hash recomputed from the file;
 - `py`: the standalone PyTorch module of mdl.compiler.codegen; the written file is imported by path (code
   mdl generated, not a user's), the state dict loaded strictly and the outputs compared;
-- `onnx`: mdl.runtime.export_onnx (`moe="fused"` uses `com.microsoft.MoE`, `"portable"` standard ops
+- `onnx`: mdl.runtime.export.onnx_format (`moe="fused"` uses `com.microsoft.MoE`, `"portable"` standard ops
   only), verified against torch with onnxruntime at batch sizes 1 and 64.
 
 `load(path, device="cpu")` returns the `CompiledModel` with the weights attached (`.module`, in eval
@@ -504,7 +504,7 @@ def _export_py(src: _Source, path: Path, moe: str) -> tuple[list, dict]:
 def _export_onnx(src: _Source, path: Path, moe: str) -> tuple[list, dict]:
 
     try:
-        from mdl.runtime import export_onnx as onnx_export
+        from mdl.runtime.export import onnx_format as onnx_export
     except ImportError as exc:
         raise ExportError(f"ONNX export is not available here ({exc})") from None
     compiled = src.compiled

@@ -33,7 +33,7 @@ import numpy as np
 
 from mdl.compiler.ir import Graph
 from mdl.compiler.ops import moe_onnx
-from mdl.runtime.export import ExportError  # one error type for every export
+from mdl.runtime.errors import ExportError  # one error type for every export
 
 MOE_MODES = ("fused", "portable")
 MAX_BYTES = 2**31 - 1  # protobuf's limit for one file
