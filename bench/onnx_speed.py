@@ -1,7 +1,7 @@
 """onnxruntime against torch eager: inference latency of exported designs, and their file sizes.
 
 For the LANGUAGE.md example (`examples/moe_2048.mdl`) and the CartPole MLP (`examples/cartpole_mlp.mdl`),
-each exported with `mdl.runtime.export_onnx.export_onnx` in both moe modes (fused, portable) and
+each exported with `mdl.runtime.export.onnx_format.export_onnx` in both moe modes (fused, portable) and
 verified (`verify_onnx`, batch 1 and 64), this times one forward at batch 1 and 64: the torch module
 in eval mode under `torch.inference_mode()` against an onnxruntime CPU session (default graph
 optimisations), the same random inputs, the same thread count for both. Figures are medians of
@@ -24,7 +24,7 @@ import torch
 
 from mdl.compiler.api import compile_file
 from mdl.compiler.lower import example_inputs, example_sizes
-from mdl.runtime.export_onnx import export_onnx, verify_onnx
+from mdl.runtime.export.onnx_format import export_onnx, verify_onnx
 
 ROOT = Path(__file__).resolve().parent.parent
 DESIGNS = ["examples/moe_2048.mdl", "examples/cartpole_mlp.mdl"]

@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from mdl.compiler.api import compile_file, compile_source
-from mdl.runtime.export_onnx import ExportError, export_onnx, verify_onnx
+from mdl.runtime.export.onnx_format import ExportError, export_onnx, verify_onnx
 
 pytest.importorskip("onnxruntime")
 

@@ -59,7 +59,7 @@ def _print_export(out: Console, report: dict) -> None:
         table.add_row(escape(check["check"]), "[green]ok[/]" if check["ok"] else "[bold red]FAIL[/]",
                       escape(check["detail"]))
     out.print(table)
-    # ONNX with --moe fused: each moe that com.microsoft.MoE cannot compute exactly (mdl.runtime.export_onnx)
+    # ONNX with --moe fused: each moe that com.microsoft.MoE cannot compute exactly (mdl.runtime.export.onnx_format)
     for fallback in (report["verification"].get("export") or {}).get("fallbacks") or []:
         out.print(f"fallback: moe `{escape(str(fallback['node']))}` written as the portable mdl node "
                   f"({escape(str(fallback['reason']))})", highlight=False, soft_wrap=True)

@@ -17,6 +17,9 @@ The file is a single `.onnx` (no external data; the exporter's optimiser folds w
 the initializers), the batch dimension is the dynamic "B" (every symbolic input dim keeps its IR name),
 and the inputs and outputs carry the design's names. Inference is dropless, so the ONNX model computes
 what the torch module computes in eval mode; `verify_onnx` checks that on random inputs.
+
+`write` is the `onnx` format of `mdl.runtime.export`: both, with the results as the report's checks.
+numpy, onnx and onnxruntime are imported only when a file is written or read.
 """
 
 from __future__ import annotations
@@ -27,15 +30,14 @@ import logging
 import warnings
 from collections import Counter
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import numpy as np
+from mdl.runtime.errors import ExportError  # one error type for every export
+from mdl.runtime.export.common import MOE_MODES, Source, Written, check
 
-from mdl.compiler.ir import Graph
-from mdl.compiler.ops import moe_onnx
-from mdl.runtime.export import ExportError  # one error type for every export
+if TYPE_CHECKING:
+    from mdl.compiler.ir import Graph
 
-MOE_MODES = ("fused", "portable")
 MAX_BYTES = 2**31 - 1  # protobuf's limit for one file
 
 
@@ -49,6 +51,8 @@ def export_onnx(module, graph: Graph, path: str | Path, moe: str = "fused", *,
     """
     import onnx
     import torch
+
+    from mdl.compiler.ops import moe_onnx
 
     if moe not in MOE_MODES:
         raise ExportError(f"unknown moe mode {moe!r}; expected one of {', '.join(MOE_MODES)}")
@@ -119,6 +123,7 @@ def verify_onnx(path: str | Path, module, graph: Graph, batches: tuple[int, ...]
     "bytes", "problems"}; `ok` means the check passed and every error is <= atol. Raises ExportError
     if the file cannot be read or onnxruntime cannot load it.
     """
+    import numpy as np
     import onnx
     import onnxruntime as ort
     import torch
@@ -175,11 +180,41 @@ def verify_onnx(path: str | Path, module, graph: Graph, batches: tuple[int, ...]
             "problems": problems}
 
 
+def write(src: Source, path: Path, moe: str, compare) -> Written:
+    """Write `src` with `export_onnx` and verify it with `verify_onnx` (checker, onnxruntime vs torch)."""
+    try:
+        import numpy  # noqa: F401  (what this module's readers and writers need besides torch)
+        import onnx  # noqa: F401
+    except ImportError as exc:
+        raise ExportError(f"ONNX export is not available here ({exc})") from None
+    compiled = src.compiled
+    module = compiled.module.eval()
+    written = export_onnx(module, compiled.ir, path, moe=moe)
+    result = verify_onnx(path, module, compiled.ir)
+    errors = result.get("max_abs_error") or {}
+    worst = max((e for per in errors.values() for e in per.values()), default=0.0)
+    batches = ", ".join(str(b) for b in errors)
+    problems = [str(p) for p in result.get("problems") or []]
+    checks = [
+        check("onnx.checker (full)", bool(result.get("checked")), "valid" if result.get("checked") else
+              next((p for p in problems if p.startswith("check_model")), "failed")),
+        check("onnxruntime matches torch", bool(result.get("ok")) or not result.get("checked"),
+              f"batches {batches}, max |diff| {worst:.2g} (atol {result.get('atol')})"
+              + (f"; {problems[0]}" if problems and result.get("checked") else "")),
+    ]
+    extra = {"onnx": _plain({**result, "problems": problems}),
+             "export": _plain({k: v for k, v in written.items() if k != "path"})}
+    return checks, extra
+
+
+
 # --------------------------------------------------------------------------------------------- helpers
 
 def _attach_functions(model, opset: int) -> None:
     """Add the model-local function of every portable moe node (once per op type) and the `mdl` opset."""
     from onnx import helper
+
+    from mdl.compiler.ops import moe_onnx
 
     have = {(f.domain, f.name) for f in model.functions}
     for op_type in sorted({n.op_type for n in model.graph.node if n.domain == moe_onnx.MDL_DOMAIN}):
@@ -197,6 +232,7 @@ def _fold_weight_layouts(model) -> None:
     time rather than constant initializers; folded here, every MoE node reads initializers. Initializers
     left without a consumer are dropped, so the file holds each weight once.
     """
+    import numpy as np
     from onnx import helper, numpy_helper
 
     values = {i.name: i for i in model.graph.initializer}
@@ -233,6 +269,8 @@ def _fold_weight_layouts(model) -> None:
 
 def _moe_counts(model) -> dict[str, int]:
     """Top-level moe nodes: {"com.microsoft.MoE": n, "mdl": m}."""
+    from mdl.compiler.ops import moe_onnx
+
     kinds = Counter("com.microsoft.MoE" if (n.domain, n.op_type) == (moe_onnx.MS_DOMAIN, "MoE") else "mdl"
                     for n in model.graph.node
                     if (n.domain, n.op_type) == (moe_onnx.MS_DOMAIN, "MoE") or n.domain == moe_onnx.MDL_DOMAIN)
@@ -269,4 +307,15 @@ def _summary(exc: BaseException) -> str:
     lines = [ln.strip() for ln in str(exc).splitlines() if ln.strip()]
     text = lines[0] if lines else type(exc).__name__
     return f"{type(exc).__name__}: {text}"[:500]
+
+
+def _plain(value: Any) -> Any:
+    """`value` as JSON-friendly data (paths and other objects as strings)."""
+    if isinstance(value, dict):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_plain(v) for v in value]
+    if value is None or isinstance(value, bool | int | float | str):
+        return value
+    return str(value)
 
