@@ -10,6 +10,7 @@ from rich.console import Console
 from rich.table import Table
 
 from mdl.cli.common import Sources, fail, fmt_bytes, print_errors
+from mdl.compiler.ops import MOE_MODES
 from mdl.runtime.errors import EXIT_OK, ExportError, VerificationFailed
 
 
@@ -73,7 +74,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("-o", "--output", metavar="PATH",
                    help="where (default: <run>/export/<model>.<ext>, or <model>.<ext> next to the design)")
     p.add_argument("--model", metavar="NAME", help="the model of a .mdl design (default: its only model)")
-    p.add_argument("--moe", choices=("fused", "portable"), default="fused",
+    p.add_argument("--moe", choices=MOE_MODES, default="fused",
                    help="ONNX MoE nodes: com.microsoft.MoE (fused, default) or standard ops only (portable)")
     p.add_argument("--seed", type=int, default=0, help="seed of a design's fresh weights (default 0)")
     p.add_argument("--json", action="store_true", help="print the report as JSON")

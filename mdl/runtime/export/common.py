@@ -15,6 +15,7 @@ import os
 from pathlib import Path, PurePosixPath
 from typing import Any
 
+from mdl.compiler.ops import MOE_MODES as MOE_MODES  # the ONNX MoE modes, defined with the ops
 from mdl.runtime.errors import (
     ArchitectureMismatch,
     DesignChanged,
@@ -27,7 +28,6 @@ from mdl.runtime.errors import (
 from mdl.runtime.rundir import RunDir
 
 FORMATS = ("pt", "json", "py", "onnx")
-MOE_MODES = ("fused", "portable")  # ONNX MoE nodes: com.microsoft.MoE, or standard ops only
 MARKER = "mdl_export"  # the key (its value: the format version) that makes a .pt an mdl export
 PT_VERSION = 1
 VERIFY_BATCH = 8
