@@ -1,527 +1,59 @@
 """Parse `.mdl` text into the syntax tree of `mdl.dsl.ast`, with diagnostics instead of exceptions.
 
-Three steps:
+Three steps, each in a module of its own; this one holds the flow and the public face (`parse`,
+`tokenize`, and `Token`, `KEYWORDS`, `parse_number` from the modules below):
 
-1. Lark's basic lexer turns text into tokens. Catch-all terminals (`BAD`, `BADSTRING`) mean it never
-   fails: a stray character becomes a token that is reported here.
-2. `tokenize` applies the newline rule of LANGUAGE.md: newlines inside `( )`/`[ ]`, after a line that
-   ends with an operator, `,`, `=`, `{` or `->`, or before a line that starts with `->`, are dropped;
-   the others, and every `;`, become one `_SEP` token.
-3. The LALR parser is fed token by token. After each separator (and each `{`) it keeps a copy of its
-   state. On an error it reports it, goes back to that copy and skips to the next separator at the same
-   depth, so one broken statement costs one diagnostic and the rest of the file is still read.
-
-The syntax tree is built while parsing (Lark's tree-less mode), so nothing is parsed twice.
+1. `mdl.dsl.scanner` turns the text into the grammar's tokens and applies the newline rule of
+   LANGUAGE.md (a newline or `;` that ends a statement becomes one `_SEP` token). It never fails: a
+   stray character becomes a token that is reported here.
+2. The LALR parser of `mdl.dsl.tree` is fed token by token; its callbacks build the `mdl.dsl.ast` nodes
+   while it parses (Lark's tree-less mode), so nothing is parsed twice.
+3. After each separator (and each `{`) the loop below keeps a copy of the parser's state. On an error
+   it reports it (`mdl.dsl.recovery` words the diagnostic), goes back to that copy and skips to the
+   next separator at the same depth, so one broken statement costs one diagnostic and the rest of the
+   file is still read.
 """
 
 from __future__ import annotations
 
-import contextvars
-import copy
 import functools
-import math
-import re
-from dataclasses import dataclass
-from importlib import resources
 
-from lark import Lark, Transformer
 from lark.exceptions import UnexpectedInput
 
 from mdl.dsl import ast
 from mdl.dsl.ast import Span
-from mdl.dsl.diagnostics import Diagnostic, Label, error
-
-# Tokens after which a newline does not end the statement.
-_CONTINUES = frozenset({"+", "-", "*", "/", ",", "=", "{", "->", "(", "["})
-_OPENERS = {"(": ")", "[": "]", "{": "}"}
-_CLOSERS = {")": "(", "]": "[", "}": "{"}
-# The keywords that name what a `{` belongs to, for "expected `}` to close model `M`".
-_OWNERS = frozenset({"model", "block", "experiment", "repeat", "sweep"})
-# Keywords that start a top-level item: met inside a body, they mean its `}` is missing.
-_ITEM_KEYWORDS = frozenset({"import", "const", "block", "model", "experiment"})
-KEYWORDS = frozenset(
-    ["import", "as", "const", "block", "model", "experiment", "input", "output", "repeat", "return", "sweep", "true", "false", "none"]
+from mdl.dsl.diagnostics import Diagnostic
+from mdl.dsl.recovery import (
+    CLOSERS,
+    ITEM_KEYWORDS,
+    OPENERS,
+    Open,
+    close_bodies,
+    end_of_file,
+    eof_error,
+    lexical_error,
+    line_start,
+    owner_of,
+    recovered_items,
+    skip_statement,
+    syntax_error,
 )
-_MAX_INT_DIGITS = 4000
-
-
-class Token:
-    """A token as the LALR engine and the tree callbacks read it.
-
-    Lark's own `Token` is a `str` subclass whose constructor costs more than parsing the token; the
-    engine only reads `.type`, so a plain slotted object with Lark's attribute names serves.
-    """
-
-    __slots__ = ("column", "end_column", "end_line", "end_pos", "line", "start_pos", "type", "value")
-
-    def __init__(self, type: str, value: str, start_pos: int = 0, line: int = 1, column: int = 1,
-                 end_line: int = 1, end_column: int = 1, end_pos: int = 0):
-        self.type = type
-        self.value = value
-        self.start_pos = start_pos
-        self.line = line
-        self.column = column
-        self.end_line = end_line
-        self.end_column = end_column
-        self.end_pos = end_pos
-
-    def __repr__(self) -> str:
-        return f"Token({self.type!r}, {self.value!r})"
-
-
-@dataclass(frozen=True, slots=True)
-class _Seq:
-    """A bracketed or comma-separated run of nodes, with the span it covers (internal to the parser)."""
-
-    items: tuple
-    span: Span
-
-
-class _Context:
-    """Per-parse state read by the tree-building callbacks (they run inside Lark)."""
-
-    def __init__(self, path: str | None, diagnostics: list[Diagnostic]):
-        self.path = path
-        self.diagnostics = diagnostics
-
-
-_ctx: contextvars.ContextVar[_Context] = contextvars.ContextVar("mdl_parse_context")
-
-
-def _tok_span(tok: Token) -> Span:
-    return Span(_ctx.get().path, tok.line, tok.column, tok.end_line, tok.end_column, tok.start_pos, tok.end_pos)
-
-
-def _span_of(x) -> Span:
-    if isinstance(x, Token):
-        return _tok_span(x)
-    return x.span
-
-
-def _covering(children: list) -> Span:
-    """The span from the first to the last non-missing child (token or node)."""
-    first = children[0]
-    if first is None:
-        first = next(c for c in children if c is not None)
-    last = children[-1]
-    if last is None:
-        last = next(c for c in reversed(children) if c is not None)
-    if isinstance(first, Token):
-        file, line, col, start = _ctx.get().path, first.line, first.column, first.start_pos
-    else:
-        file, line, col, start = first.span.file, first.span.line, first.span.column, first.span.start
-    if isinstance(last, Token):
-        return Span(file, line, col, last.end_line, last.end_column, start, last.end_pos)
-    e = last.span
-    return Span(file, line, col, e.end_line, e.end_column, start, e.end)
-
-
-def _nodes(children: list) -> list:
-    return [c for c in children if c is not None and not isinstance(c, Token)]
-
-
-def _tokens(children: list, type_: str) -> list[Token]:
-    return [c for c in children if isinstance(c, Token) and c.type == type_]
-
-
-def parse_number(text: str) -> int | float | None:
-    """The value of a NUMBER token (`1_000`, `3e-4`, `100k`), or None if it is too large to represent."""
-    exponent = {"k": 3, "M": 6, "G": 9}.get(text[-1], 0)
-    scale = 10**exponent
-    body = text.replace("_", "")
-    if exponent:
-        body = body[:-1]
-    if "." in body or "e" in body or "E" in body:
-        # Scale by shifting the decimal exponent, not by multiplying: 4.1M is exactly 4_100_000.
-        mantissa, _, power = body.lower().partition("e")
-        # An exponent of many digits is far outside a float's range: `float` gives 0.0 or inf by itself
-        # (and `int` would refuse a string of over 4300 digits).
-        value = float(body if len(power) > 8 else f"{mantissa}e{int(power or 0) + exponent}")
-        if not math.isfinite(value):
-            return None
-        return int(value) if exponent and value.is_integer() else value
-    if len(body) > _MAX_INT_DIGITS:
-        return None
-    return int(body) * scale
-
-
-class _ToAst(Transformer):
-    """Builds `mdl.dsl.ast` nodes from the children of each rule (all tokens kept, for exact spans)."""
-
-    # ------------------------------------------------------------------------------------- items
-    def start(self, ch):
-        return ast.Module(tuple(_nodes(ch)))
-
-    def dotted(self, ch):
-        names = _tokens(ch, "NAME")
-        return ast.Name(".".join(t.value for t in names), _covering(ch))
-
-    def key(self, ch):
-        return ast.Name("".join(t.value for t in ch), _covering(ch))
-
-    def import_stdlib(self, ch):
-        module = _nodes(ch)[0]
-        alias = _tokens(ch, "NAME")
-        return ast.Import(module.id, None, alias[0].value if alias else None, _covering(ch))
-
-    def import_file(self, ch):
-        path = _tokens(ch, "STRING")[0]
-        alias = _tokens(ch, "NAME")[0]
-        return ast.Import(None, _unquote(path.value), alias.value, _covering(ch))
-
-    def const(self, ch):
-        name = _tokens(ch, "NAME")[0]
-        return ast.Const(name.value, _nodes(ch)[0], _covering(ch), _tok_span(name))
-
-    def block(self, ch):
-        name = _tokens(ch, "NAME")[0]
-        seqs = _nodes(ch)
-        params = seqs[0].items if len(seqs) == 2 else ()
-        return ast.Block(name.value, params, seqs[-1].items, _covering(ch), _tok_span(name))
-
-    def model(self, ch):
-        name = _tokens(ch, "NAME")[0]
-        seqs = _nodes(ch)
-        params = seqs[0].items if len(seqs) == 2 else ()
-        return ast.Model(name.value, params, seqs[-1].items, len(seqs) == 2, _covering(ch), _tok_span(name))
-
-    def model_params(self, ch):
-        inner = _nodes(ch)
-        return _Seq(inner[0].items if inner else (), _covering(ch))
-
-    def params(self, ch):
-        return _Seq(tuple(_nodes(ch)), _covering(ch))
-
-    def param(self, ch):
-        name = ch[0]
-        type_ann = next((c for c in ch if isinstance(c, ast.TypeAnn)), None)
-        rest = [c for c in _nodes(ch) if not isinstance(c, ast.TypeAnn)]
-        return ast.Param(name.value, type_ann, rest[0] if rest else None, _covering(ch))
-
-    def type_ann(self, ch):
-        dims = _nodes(ch)
-        return ast.TypeAnn(ch[0].value, dims[0].items if dims else None, _covering(ch))
-
-    def dims_ann(self, ch):
-        inner = _nodes(ch)
-        return _Seq(inner[0].items if inner else (), _covering(ch))
-
-    # -------------------------------------------------------------------------------- statements
-    def body(self, ch):
-        return _Seq(tuple(_nodes(ch)), _covering(ch))
-
-    def input(self, ch):
-        name, dtype = _tokens(ch, "NAME")[:2]
-        dims = _nodes(ch)
-        return ast.Input(name.value, dtype.value, dims[0].items if dims else (), _covering(ch), _tok_span(name))
-
-    def output(self, ch):
-        name = _tokens(ch, "NAME")[0]
-        return ast.Output(name.value, _nodes(ch)[0], _covering(ch), _tok_span(name))
-
-    def assign(self, ch):
-        return ast.Assign(ch[0].value, _nodes(ch)[0], _covering(ch), _tok_span(ch[0]))
-
-    def repeat(self, ch):
-        count, body = _nodes(ch)
-        var = _tokens(ch, "NAME")
-        return ast.Repeat(count, var[0].value if var else None, body.items, _covering(ch))
-
-    def return_(self, ch):
-        return ast.Return(_nodes(ch)[0], _covering(ch))
-
-    # ------------------------------------------------------------------------------- experiments
-    def experiment(self, ch):
-        name = _tokens(ch, "NAME")[0]
-        return ast.Experiment(name.value, tuple(_nodes(ch)), _covering(ch), _tok_span(name))
-
-    def entry(self, ch):
-        key, value = _nodes(ch)
-        return ast.Entry(key.id, value, _covering(ch), key.span)
-
-    def sweep(self, ch):
-        return ast.Sweep(tuple(_nodes(ch)), _covering(ch))
-
-    # ------------------------------------------------------------------------------- expressions
-    def pipe(self, ch):
-        value, call = _nodes(ch)
-        return ast.Pipe(value, call, _covering(ch))
-
-    def pipe_call(self, ch):
-        return self._make_call(ch)
-
-    def call(self, ch):
-        return self._make_call(ch)
-
-    def _make_call(self, ch):
-        nodes = _nodes(ch)
-        func = nodes[0]
-        args: list = []
-        kwargs: list[ast.Keyword] = []
-        if len(nodes) > 1:
-            for a in nodes[1].items:
-                if isinstance(a, ast.Keyword):
-                    if any(k.name == a.name for k in kwargs):
-                        _ctx.get().diagnostics.append(error(
-                            "E0105", a.name_span, f"argument `{a.name}` is given twice",
-                            "remove one of them"))
-                    kwargs.append(a)
-                elif kwargs:
-                    _ctx.get().diagnostics.append(error(
-                        "E0007", a.span, "a positional argument follows a keyword argument",
-                        "put tensor arguments first, then `name=value` arguments"))
-                else:
-                    args.append(a)
-        return ast.Call(func.id, tuple(args), tuple(kwargs), _covering(ch), func.span)
-
-    def call_args(self, ch):
-        inner = _nodes(ch)
-        return _Seq(inner[0].items if inner else (), _covering(ch))
-
-    def args(self, ch):
-        return _Seq(tuple(_nodes(ch)), _covering(ch))
-
-    def exprs(self, ch):
-        return _Seq(tuple(_nodes(ch)), _covering(ch))
-
-    def kwarg(self, ch):
-        return ast.Keyword(ch[0].value, _nodes(ch)[0], _covering(ch), _tok_span(ch[0]))
-
-    def binop(self, ch):
-        left, op, right = ch
-        return ast.BinOp(op.value, left, right, _covering(ch))
-
-    def neg(self, ch):
-        return ast.Neg(_nodes(ch)[0], _covering(ch))
-
-    def atom(self, ch):  # "(" expr ")"
-        return _nodes(ch)[0]
-
-    def number(self, ch):
-        tok = ch[0]
-        value = parse_number(tok.value)
-        if value is None:
-            _ctx.get().diagnostics.append(error("E0005", _tok_span(tok), "number is too large",
-                                                "numbers must fit in a 64-bit float"))
-            value = 0
-        return ast.Number(value, tok.value, _tok_span(tok))
-
-    def quantity(self, ch):
-        num = self.number(ch[:1])
-        return ast.Quantity(num.value, ch[1].value, f"{ch[0].value} {ch[1].value}", _covering(ch))
-
-    def string(self, ch):
-        return ast.String(_unquote(ch[0].value), _tok_span(ch[0]))
-
-    def true(self, ch):
-        return ast.Bool(True, _covering(ch))
-
-    def false(self, ch):
-        return ast.Bool(False, _covering(ch))
-
-    def none(self, ch):
-        return ast.NoneLit(_covering(ch))
-
-    def list(self, ch):
-        inner = _nodes(ch)
-        return ast.List(inner[0].items if inner else (), _covering(ch))
-
-    def name(self, ch):
-        return ch[0]
-
-
-# `return` is a Python keyword, so the method has a trailing underscore; Lark looks it up by rule name.
-setattr(_ToAst, "return", _ToAst.return_)
-
-
-_ESCAPES = {"n": "\n", "t": "\t", '"': '"', "\\": "\\"}
-
-
-def _unquote(text: str) -> str:
-    out = []
-    chars = iter(text[1:-1])
-    for c in chars:
-        if c == "\\":
-            nxt = next(chars, "")
-            out.append(_ESCAPES.get(nxt, "\\" + nxt))
-        else:
-            out.append(c)
-    return "".join(out)
+from mdl.dsl.scanner import KEYWORDS, Scanner, Token
+from mdl.dsl.tree import Context, context, lalr, parse_number
+
+# What other modules import from here (the scanner's and the builder's names stay importable from here).
+__all__ = ["KEYWORDS", "Token", "parse", "parse_number", "tokenize"]
 
 
 @functools.cache
-def _lark() -> Lark:
-    grammar = resources.files("mdl.dsl").joinpath("grammar.lark").read_text()
-    return Lark(grammar, parser="lalr", lexer="basic", keep_all_tokens=True, maybe_placeholders=True,
-                transformer=_ToAst(), cache=False)
-
-
-@functools.cache
-def _display_names() -> dict[str, str]:
-    """Terminal name -> how an error message names it."""
-    names = {"NAME": "a name", "NUMBER": "a number", "STRING": "a string", "_SEP": "end of line",
-             "$END": "end of file", "MODEL": "`model`"}
-    for term in _lark().terminals:
-        if term.name not in names and term.pattern.type == "str":
-            names[term.name] = f"`{term.pattern.value}`"
-    return names
-
-
-_EXPRESSION_STARTS = frozenset({"NAME", "NUMBER", "STRING", "LSQB", "LPAR", "MINUS", "TRUE", "FALSE", "NONE"})
-_OPERATORS = frozenset({"PLUS", "MINUS", "STAR", "SLASH"})
-# Closers first: "expected `)`" is the most useful thing to read first.
-_FIRST = ("RPAR", "RSQB", "RBRACE", "COMMA", "EQUAL")
-
-
-def _describe_expected(expected: set[str]) -> str:
-    names = _display_names()
-    parts: list[str] = []
-    if {"NUMBER", "STRING"} <= expected:
-        parts.append("an expression")
-        expected = expected - _EXPRESSION_STARTS
-    operators = expected & _OPERATORS
-    if len(operators) >= 2:
-        expected = expected - _OPERATORS
-    if "NAME" not in expected:
-        expected = expected - {"LPAR", "DOT"}  # a call's `(` or a qualified name's `.`: noise here
-    parts += [names.get(t, t) for t in _FIRST if t in expected]
-    parts += sorted(names.get(t, t) for t in expected if t not in _FIRST)
-    if len(operators) >= 2:
-        parts.append("an operator")
-    if len(parts) > 5:
-        parts = [*parts[:4], "..."]
-    if len(parts) <= 1:
-        return parts[0] if parts else "nothing"
-    return ", ".join(parts[:-1]) + " or " + parts[-1]
-
-
-def _describe_token(tok: Token) -> str:
-    if tok.type == "$END":
-        return "end of file"
-    if tok.type == "_SEP":
-        return "`;`" if tok.value == ";" else "end of line"
-    if tok.type == "NAME":
-        return f"name `{tok.value}`"
-    if tok.type == "NUMBER":
-        return f"number `{tok.value}`"
-    if tok.type == "STRING":
-        return "a string"
-    return f"`{tok.value}`"
-
-
-@dataclass
-class _Open:
-    """An open bracket, for "expected `}` to close model `M` opened on line 1"."""
-
-    token: Token
-    owner: str | None
-
-
-def _owner_of(tokens: list[Token], i: int) -> str | None:
-    """What the `{` at `tokens[i]` belongs to: `model \\`M\\``, `repeat`, ..."""
-    for j in range(i - 1, max(-1, i - 64), -1):
-        t = tokens[j]
-        if t.type == "_SEP" or t.value == "}":
-            return None
-        if t.value in _OWNERS and t.type != "STRING":
-            nxt = tokens[j + 1] if j + 1 < i else None
-            if t.value in ("model", "block", "experiment") and nxt is not None and nxt.type == "NAME":
-                return f"{t.value} `{nxt.value}`"
-            return f"`{t.value}`"
-    return None
-
-
-@functools.cache
-def _scanner() -> tuple[re.Pattern, dict[str, str]]:
-    """One compiled regex over the grammar's own terminals, and the keyword table.
-
-    Lark's generic lexer costs more than the parse itself on large files; this scanner produces the
-    same tokens (types named as in the grammar) from a single `re` alternation. Order matters: the
-    regex terminals by Lark's priority, then punctuation longest first, then the catch-all `BAD`.
-    """
-    regexes, strings, keywords = [], [], {}
-    for term in _lark().terminals:
-        if term.pattern.type == "re":
-            regexes.append(term)
-        elif re.fullmatch(r"[A-Za-z_]\w*", term.pattern.value):
-            keywords[term.pattern.value] = term.name
-        else:
-            strings.append(term)
-    regexes.sort(key=lambda t: (-t.priority, t.name == "BAD"))
-    strings.sort(key=lambda t: -len(t.pattern.value))
-    parts = [f"(?P<{t.name}>{t.pattern.value})" for t in regexes if t.name != "BAD"]
-    parts += [f"(?P<{t.name}>{re.escape(t.pattern.value)})" for t in strings]
-    parts += [f"(?P<{t.name}>{t.pattern.value})" for t in regexes if t.name == "BAD"]
-    return re.compile("|".join(parts)), keywords
+def _scanner() -> Scanner:
+    return Scanner(lalr().terminals)
 
 
 def tokenize(text: str, comments: list[ast.Comment], path: str | None, pos: int = 0, line: int = 1) -> list[Token]:
-    """Scan `text` from offset `pos` (on line `line`) and apply the newline rule in one pass.
-
-    Only tokens the parser sees become Lark Tokens (whitespace never does, newlines only when they end
-    a statement), which halves the cost of lexing a large file. Comments are collected on the side.
-    """
-    pattern, keywords = _scanner()
-    out: list[Token] = []
-    depth = 0  # open ( and [: newlines inside them are insignificant
-    line_start = text.rfind("\n", 0, pos) + 1
-    pending_nl: tuple[int, int, int] | None = None  # (offset, line, column) of a newline that may end a statement
-    for m in pattern.finditer(text, pos):
-        kind = m.lastgroup
-        start, end = m.span()
-        if kind == "WS":
-            continue
-        if kind == "NL":
-            if depth == 0 and pending_nl is None:
-                pending_nl = (start, line, start - line_start + 1)
-            line, line_start = line + 1, end
-            continue
-        value = m.group()
-        col = start - line_start + 1
-        if kind == "COMMENT":
-            comments.append(ast.Comment(value.rstrip("\r"), Span(path, line, col, line, end - line_start + 1, start, end)))
-            continue
-        if kind == "SEMI":
-            pending_nl = None
-            if out and out[-1].type != "_SEP":
-                out.append(Token("_SEP", ";", start, line, col, line, col + 1, end))
-            continue
-        if kind == "NAME":
-            kind = keywords.get(value, "NAME")
-        if pending_nl is not None:
-            if out and out[-1].type != "_SEP" and out[-1].value not in _CONTINUES and value != "->":
-                at, nl_line, nl_col = pending_nl
-                out.append(Token("_SEP", "\n", at, nl_line, nl_col, nl_line + 1, 1, at + 1))
-            pending_nl = None
-        if kind in ("LPAR", "LSQB"):
-            depth += 1
-        elif kind in ("RPAR", "RSQB"):
-            depth = max(0, depth - 1)
-        out.append(Token(kind, value, start, line, col, line, end - line_start + 1, end))
-    return out
-
-
-def _end_of_file(text: str, path: str | None) -> Span:
-    lines = text.split("\n")
-    line = len(lines)
-    col = len(lines[-1]) + 1
-    return Span(path, line, col, line, col, len(text), len(text))
-
-
-def _lexical_error(tok: Token) -> Diagnostic:
-    span = _tok_span(tok)
-    if tok.type == "BADSTRING":
-        return error("E0004", span, "unterminated string", 'close the string with `"` on the same line')
-    ch = tok.value
-    if ch in ("'", "`"):
-        return error("E0003", span, f"unexpected character `{ch}`", 'strings use double quotes: "..."')
-    shown = f"`{ch}`" if ch.isprintable() else f"U+{ord(ch):04X}"
-    hint = None
-    if ch in "=!<>&|%^":
-        hint = "mdl has `+ - * /` and `->`; comparisons and other operators are not part of the language"
-    elif ch in "{}":
-        hint = None
-    return error("E0003", span, f"unexpected character {shown}", hint)
+    """Scan `text` from offset `pos` (on line `line`) into the parser's tokens: `Scanner.tokenize` over the
+    grammar's terminals (comments are appended to `comments`)."""
+    return _scanner().tokenize(text, comments, path, pos, line)
 
 
 def parse(text: str, path: str | None = None) -> tuple[ast.Module, list[Diagnostic]]:
@@ -532,23 +64,23 @@ def parse(text: str, path: str | None = None) -> tuple[ast.Module, list[Diagnost
     """
     diagnostics: list[Diagnostic] = []
     comments: list[ast.Comment] = []
-    token = _ctx.set(_Context(path, diagnostics))
+    token = context.set(Context(path, diagnostics))
     try:
         tokens = tokenize(text, comments, path)
         module = _parse_tokens(tokens, text, path, diagnostics)
     finally:
-        _ctx.reset(token)
-    end = _end_of_file(text, path)
+        context.reset(token)
+    end = end_of_file(text, path)
     whole = Span(path, 1, 1, end.line, end.column, 0, len(text))
     return ast.Module(module.items, tuple(comments), whole), diagnostics
 
 
 def _parse_tokens(tokens: list[Token], text: str, path: str | None, diagnostics: list[Diagnostic]) -> ast.Module:
-    parser = _lark().parse_interactive()
+    parser = lalr().parse_interactive()
     checkpoint = parser.copy(deepcopy_values=False)
     checkpoint_index = 0
-    checkpoint_opens: list[_Open] = []
-    opens: list[_Open] = []
+    checkpoint_opens: list[Open] = []
+    opens: list[Open] = []
     i = 0
     n = len(tokens)
     last_error = -1
@@ -556,16 +88,16 @@ def _parse_tokens(tokens: list[Token], text: str, path: str | None, diagnostics:
         tok = tokens[i]
         failure: Diagnostic | None = None
         if tok.type in ("BAD", "BADSTRING"):
-            failure = _lexical_error(tok)
+            failure = lexical_error(tok)
         else:
             try:
                 parser.feed_token(tok)
             except UnexpectedInput:
-                failure = _syntax_error(parser, tok, opens, text, path)
+                failure = syntax_error(parser, tok, opens, text, path)
         if failure is None:
-            if tok.value in _OPENERS and tok.type != "STRING":
-                opens.append(_Open(tok, _owner_of(tokens, i) if tok.value == "{" else None))
-            elif tok.value in _CLOSERS and tok.type != "STRING" and opens:
+            if tok.value in OPENERS and tok.type != "STRING":
+                opens.append(Open(tok, owner_of(tokens, i) if tok.value == "{" else None))
+            elif tok.value in CLOSERS and tok.type != "STRING" and opens:
                 opens.pop()
             i += 1
             if tok.type == "_SEP" or tok.value == "{":
@@ -574,9 +106,9 @@ def _parse_tokens(tokens: list[Token], text: str, path: str | None, diagnostics:
                 checkpoint_opens = list(opens)
             continue
         diagnostics.append(failure)
-        if failure.code == "E0002" and tok.value in _ITEM_KEYWORDS and tok.type != "STRING":
+        if failure.code == "E0002" and tok.value in ITEM_KEYWORDS and tok.type != "STRING":
             # A body's `}` is missing before the next declaration: close it here and read on from there.
-            _close_bodies(parser, opens, tokens, i)
+            close_bodies(parser, opens, tokens, i)
             checkpoint, checkpoint_index, checkpoint_opens = parser.copy(deepcopy_values=False), i, list(opens)
             if last_error != i:
                 last_error = i
@@ -593,14 +125,14 @@ def _parse_tokens(tokens: list[Token], text: str, path: str | None, diagnostics:
             if tok.type == "BADSTRING":
                 pos, line = tok.end_pos + 1, tok.line + 1
             else:
-                i = _line_start(tokens, i, checkpoint_index)
+                i = line_start(tokens, i, checkpoint_index)
                 pos, line = tokens[i].start_pos, tokens[i].line
             tokens[i:] = tokenize(text, [], path, pos, line)
             n = len(tokens)
             checkpoint, checkpoint_index, checkpoint_opens = parser.copy(deepcopy_values=False), i, list(opens)
             continue
         in_body = bool(checkpoint_opens) and checkpoint_opens[-1].token.value == "{"
-        resume = _skip_statement(tokens, checkpoint_index, i, in_body)
+        resume = skip_statement(tokens, checkpoint_index, i, in_body)
         if resume < n and tokens[resume].type == "_SEP":
             resume += 1  # the checkpoint already stands after a separator (or a `{`)
         # Always make progress: never resume at or before the token that just failed twice.
@@ -609,142 +141,5 @@ def _parse_tokens(tokens: list[Token], text: str, path: str | None, diagnostics:
     try:
         return parser.feed_eof(tokens[-1] if tokens else None)
     except UnexpectedInput:
-        diagnostics.append(_eof_error(opens, text, path, parser))
-        return ast.Module(_recovered_items(parser))
-
-
-def _close_bodies(parser, opens: list[_Open], tokens: list[Token], i: int) -> None:
-    """Feed the `}` of every open body the parser can close, then a separator, as if written right after
-    the last token before `tokens[i]`."""
-    j = i - 1
-    while j > 0 and tokens[j].type == "_SEP":
-        j -= 1
-    before = tokens[j]
-    at = (before.end_pos, before.end_line, before.end_column)
-    while opens and opens[-1].token.value == "{" and "RBRACE" in _accepts(parser):
-        parser.feed_token(Token("RBRACE", "}", at[0], at[1], at[2], at[1], at[2], at[0]))
-        opens.pop()
-    if "_SEP" in _accepts(parser):
-        parser.feed_token(Token("_SEP", "\n", at[0], at[1], at[2], at[1], at[2], at[0]))
-
-
-def _line_start(tokens: list[Token], i: int, floor: int) -> int:
-    """The index of the first token on the line of `tokens[i]` (not before `floor`)."""
-    line = tokens[i].line
-    while i > floor and tokens[i - 1].line == line:
-        i -= 1
-    return i
-
-
-def _skip_statement(tokens: list[Token], start: int, error_at: int, in_body: bool) -> int:
-    """The index to resume at after a broken statement that began at `start` and failed at `error_at`.
-
-    That is the next `_SEP` at the statement's own depth at or after the error, or (`in_body`) a `}`
-    that closes the enclosing body, which the checkpoint state can accept.
-    """
-    depth = 0
-    i = start
-    while i < len(tokens):
-        t = tokens[i]
-        if t.type not in ("STRING", "BAD", "BADSTRING"):
-            if t.value in ("{", "(", "["):
-                depth += 1
-            elif t.value in ("}", ")", "]"):
-                depth -= 1
-                if depth < 0:
-                    if in_body and t.value == "}" and (i > error_at or start < error_at):
-                        return i
-                    depth = 0
-            elif t.type == "_SEP" and depth == 0 and i >= error_at:
-                return i
-        i += 1
-    return i
-
-
-def _recovered_items(parser) -> tuple:
-    """The complete items on the parser's stack when the file ends in the middle of one."""
-    items = []
-    for value in parser.parser_state.value_stack:
-        if isinstance(value, ast.Import | ast.Const | ast.Block | ast.Model | ast.Experiment):
-            items.append(value)
-    return tuple(items)
-
-
-def _eof_error(opens: list[_Open], text: str, path: str | None, parser=None) -> Diagnostic:
-    end = _end_of_file(text, path)
-    if opens:
-        top = opens[-1]
-        closer = _OPENERS[top.token.value]
-        what = top.owner or f"`{top.token.value}`"
-        where = _tok_span(top.token)
-        return error("E0002", end, f"expected `{closer}` to close {what} opened on line {where.line}",
-                     f"add `{closer}` at the end", labels=(Label(where, "opened here"),))
-    expected = _accepts(parser) - {"$END", "_SEP"} if parser is not None else set()
-    if expected:
-        return error("E0001", end, f"expected {_describe_expected(expected)}, found end of file",
-                     "the last statement is not complete")
-    return error("E0001", end, "unexpected end of file", "the last statement is not complete")
-
-
-def _accepts(parser) -> set[str]:
-    """The terminals that the parser can really take next.
-
-    The LALR table alone over-approximates (merged lookaheads), so each candidate is tried on a copy of
-    the parser state with the tree callbacks switched off. Lark's own `accepts()` does the same but
-    loops forever on `$END` in a state where the file may end, so `$END` is fed as an end here.
-    """
-    conf = copy.copy(parser.parser_state.parse_conf)
-    conf.callbacks = {}
-    accepted = set()
-    for t in parser.choices():
-        if not t.isupper():
-            continue  # a rule name (goto entry), not a terminal
-        state = parser.parser_state.copy(deepcopy_values=False)
-        state.parse_conf = conf
-        try:
-            state.feed_token(Token(t, ""), is_end=(t == "$END"))
-        except UnexpectedInput:
-            continue
-        accepted.add(t)
-    return accepted
-
-
-def _syntax_error(parser, tok: Token, opens: list[_Open], text: str, path: str | None) -> Diagnostic:
-    expected = _accepts(parser)
-    found = _describe_token(tok)
-    span = _tok_span(tok)
-    if tok.type == "_SEP" and tok.value == "\n":
-        # Point at the end of the line rather than at the (invisible) newline.
-        span = Span(path, tok.line, tok.column, tok.line, tok.column + 1, tok.start_pos, tok.start_pos + 1)
-    top = opens[-1] if opens else None
-    if top is not None:
-        closer = _OPENERS[top.token.value]
-        closer_terms = {")": "RPAR", "]": "RSQB", "}": "RBRACE"}
-        across_lines = top.token.value != "{" and tok.line > top.token.line
-        next_item = top.token.value == "{" and tok.value in _ITEM_KEYWORDS and tok.type != "STRING"
-        if closer_terms[closer] in expected and (
-                tok.value in _CLOSERS or tok.type == "_SEP" or across_lines or next_item):
-            what = top.owner or f"`{top.token.value}`"
-            where = _tok_span(top.token)
-            return error("E0002", span,
-                         f"expected `{closer}` to close {what} opened on line {where.line}, found {found}",
-                         f"add `{closer}` before this", labels=(Label(where, "opened here"),))
-    message = f"expected {_describe_expected(expected)}, found {found}" if expected else f"unexpected {found}"
-    return error("E0001", span, message, _syntax_help(tok, expected))
-
-
-def _syntax_help(tok: Token, expected: set[str]) -> str | None:
-    if tok.type == "NAME" and tok.value in ("def", "fn", "func", "function", "class", "layer"):
-        return "designs are made of `block`, `model`, `const`, `import` and `experiment` declarations"
-    if tok.value == "=" and "RPAR" in expected:
-        return "keyword arguments are written `name=value` with a plain name on the left"
-    if tok.type in ("NAME", "NUMBER") and "_SEP" in expected:
-        return "put each statement on its own line or separate statements with `;`"
-    if tok.value in KEYWORDS and "NAME" in expected:
-        return f"`{tok.value}` is a keyword and cannot be used as a name"
-    if tok.value == "->" and "NAME" not in expected:
-        return "a pipe needs a value on its left: `x -> f`"
-    if expected in ({"EQUAL"}, {"COLON"}):
-        # `output policy h`, `input board int[...]`: one token is all that is missing.
-        return f"add {_display_names()[next(iter(expected))]} before this"
-    return None
+        diagnostics.append(eof_error(opens, text, path, parser))
+        return ast.Module(recovered_items(parser))
