@@ -114,8 +114,7 @@ class Calls:
             fix = self._suggestion_fix(exc, kwargs, call)
             return self.err(frame, exc.code, call.span, exc.message, exc.help, fix=fix)
         self._check_width(prim.name, attrs, in_types, call, kwargs, frame)
-        params = prim.count_params(in_types, attrs, out)
-        flops = prim.count_flops(in_types, attrs, out)
+        params, flops = prim.figures(in_types, attrs, out)
         return self.add_node(prim.name, tuple(t.node for t in tensors), attrs, out, call.span, frame,
                              params=params, flops=flops)
 

@@ -44,7 +44,7 @@ def _none(s: Site) -> int:
 
 def _per_output(s: Site) -> int:
     """1 FLOP per output element: activations, dropout, adds."""
-    return numel(s.out) or 0
+    return s.n_out
 
 
 @dataclass(frozen=True, slots=True)
@@ -78,14 +78,11 @@ class Primitive:
         """The output type of this primitive on `inputs` with resolved `attrs` (raises ShapeError)."""
         return self.infer(Site(self.name, tuple(inputs), attrs))
 
-    def count_params(self, inputs: list[TensorType], attrs: dict[str, Any], out: TensorType) -> int:
-        return self.params(Site(self.name, tuple(inputs), attrs, out))
-
-    def count_flops(self, inputs: list[TensorType], attrs: dict[str, Any], out: TensorType) -> int | None:
-        """Forward FLOPs for one sample; None when a dim other than B is symbolic."""
-        if numel(out) is None or (inputs and numel(inputs[0]) is None):
-            return None
-        return self.flops(Site(self.name, tuple(inputs), attrs, out))
+    def figures(self, inputs: list[TensorType], attrs: dict[str, Any], out: TensorType) -> tuple[int, int | None]:
+        """(parameters, forward FLOPs for one sample); the FLOPs are None when a dim other than B is symbolic."""
+        n_out, n_in = numel(out), numel(inputs[0]) if inputs else 0
+        site = Site(self.name, tuple(inputs), attrs, out, n_in or 0, n_out or 0)
+        return self.params(site), None if n_out is None or n_in is None else self.flops(site)
 
 
 def _tokens(s: Site, batch: int) -> int | None:
@@ -140,7 +137,7 @@ def _p(name: str, args: list[Arg], doc: str, shape: str, params_text: str = "0",
 
 _ELEMENTWISE = "same shape"
 _FREE = {"flops": _none}
-_REDUCE = {"infer": shapes.reduce, "flops": lambda s: numel(s.x) or 0}
+_REDUCE = {"infer": shapes.reduce, "flops": lambda s: s.n_in}
 PRIMITIVES: dict[str, Primitive] = {
     p.name: p
     for p in [
@@ -150,22 +147,22 @@ PRIMITIVES: dict[str, Primitive] = {
         _p("linear", [_pos("out", "output width"), Arg("bias", "bool", True, doc="add a learned bias")],
            "An affine map of the last dimension.", "[.., d] -> [.., out]", "d*out + (out if bias)",
            infer=shapes.linear, params=lambda s: s.d * s.attrs["out"] + (s.attrs["out"] if s.attrs["bias"] else 0),
-           flops=lambda s: 2 * s.tokens * s.d * s.attrs["out"] + (numel(s.out) if s.attrs["bias"] else 0)),
+           flops=lambda s: 2 * s.tokens * s.d * s.attrs["out"] + (s.n_out if s.attrs["bias"] else 0)),
         _p("layer_norm", [Arg("eps", "float", 1e-5, low=0, low_open=True, high=1, doc="added to the variance")],
            "Layer normalisation over the last dimension, with a learned scale and shift.", _ELEMENTWISE, "2*d",
-           infer=shapes.norm, params=lambda s: 2 * s.d, flops=lambda s: 5 * numel(s.out)),
+           infer=shapes.norm, params=lambda s: 2 * s.d, flops=lambda s: 5 * s.n_out),
         _p("rms_norm", [Arg("eps", "float", 1e-6, low=0, low_open=True, high=1, doc="added to the mean square")],
            "RMS normalisation over the last dimension, with a learned scale.", _ELEMENTWISE, "d",
-           infer=shapes.norm, params=lambda s: s.d, flops=lambda s: 4 * numel(s.out)),
+           infer=shapes.norm, params=lambda s: s.d, flops=lambda s: 4 * s.n_out),
         _p("relu", [], "max(x, 0).", _ELEMENTWISE),
         _p("gelu", [], "Gaussian error linear unit.", _ELEMENTWISE),
         _p("silu", [], "x * sigmoid(x).", _ELEMENTWISE),
         _p("tanh", [], "Hyperbolic tangent.", _ELEMENTWISE),
         _p("sigmoid", [], "Logistic sigmoid.", _ELEMENTWISE),
         _p("glu", [], "Gated linear unit: the first half of the last dimension times the sigmoid of the second.",
-           "[.., 2*h] -> [.., h]", infer=_glu, flops=lambda s: 2 * numel(s.out)),  # a sigmoid and a product
+           "[.., 2*h] -> [.., h]", infer=_glu, flops=lambda s: 2 * s.n_out),  # a sigmoid and a product
         _p("softmax", [_dim(default=-1)], "Softmax along `dim`.", _ELEMENTWISE,
-           infer=shapes.softmax, flops=lambda s: 5 * numel(s.out)),
+           infer=shapes.softmax, flops=lambda s: 5 * s.n_out),
         _p("dropout", [Arg("p", "float", REQUIRED, low=0, high=1, high_open=True, doc="the drop probability")],
            "Zeroes elements with probability p while training.", _ELEMENTWISE),
         _p("attention", [_pos("heads", "number of attention heads; must divide the width"),

@@ -8,16 +8,14 @@ only when their names are.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 from mdl.compiler.ir import Dim, TensorType
 
 BATCH = "B"
 
 
-@dataclass(frozen=True, slots=True)
-class Site:
+class Site(NamedTuple):  # a tuple: made for every primitive call, so cheap to make
     """One application of a primitive as its rules see it: the op, its input types, its resolved attrs and,
     once inferred, its output type (the parameter, FLOP, memory and lowering rules read it)."""
 
@@ -25,6 +23,8 @@ class Site:
     inputs: tuple[TensorType, ...]
     attrs: dict[str, Any]
     out: TensorType = TensorType("float", ())
+    n_in: int = 0  # elements of one sample's first input and output (counted once, for the FLOP rules)
+    n_out: int = 0
 
     @property
     def x(self) -> TensorType:
@@ -37,9 +37,9 @@ class Site:
 
     @property
     def tokens(self) -> int:
-        """Vectors of width `d` in one sample's first input (0 when a dim is unknown)."""
-        n, d = numel(self.inputs[0]) if self.inputs else 0, self.d
-        return n // d if isinstance(n, int) and isinstance(d, int) and d else 0
+        """Vectors of width `d` in one sample's first input (`n_in` elements)."""
+        d = self.d
+        return self.n_in // d if isinstance(d, int) and d else 0
 
 
 def numel(t: TensorType, batch: int = 1) -> int | None:
