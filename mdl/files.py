@@ -43,6 +43,11 @@ def write_text_atomic(path: str | Path, text: str) -> None:
         f.write(text)
 
 
+def write_bytes_atomic(path: str | Path, data: bytes) -> None:
+    with atomic_write(path, "wb") as f:
+        f.write(data)
+
+
 def _final_mode(path: Path) -> int:
     """The mode of the file being replaced, or what a plain `open` would give a new one."""
     try:

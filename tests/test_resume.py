@@ -38,7 +38,7 @@ experiment small {
 }
 """
 UPDATES = 10  # 640 steps / (4 envs x 16 steps); a checkpoint after every update
-TIMING_KEYS = ("steps_per_second", "wall_seconds")
+TIMING_KEYS = ("steps_per_second", "wall_seconds", "memory_bytes")
 
 
 def _metrics(run_dir: Path) -> list[dict]:

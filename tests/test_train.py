@@ -57,7 +57,7 @@ experiment small {
 }
 """
 
-TIMING_KEYS = ("steps_per_second", "wall_seconds")  # the only metrics that are not a function of the seed
+TIMING_KEYS = ("steps_per_second", "wall_seconds", "memory_bytes")  # the only metrics that are not a function of the seed
 
 
 def _spec(text: str, path: Path, name: str):

@@ -56,6 +56,13 @@ class DesignChanged(EvalError, DesignMismatch):
     exit_code = EXIT_ERRORS
 
 
+class ResultsError(MdlRuntimeError):
+    """Runs that cannot be read back or put side by side (no metrics, a corrupt metrics line, runs of
+    different environments, a saved model name taken): `mdlc compare`, `report`, `models`."""
+
+    exit_code = EXIT_USAGE
+
+
 # -------------------------------------------------------------------------------------------- export
 class RunIndexError(MdlRuntimeError):
     """`OUT/runs.sqlite` cannot be opened or written (damaged, read-only); the run directories are fine."""
@@ -95,4 +102,4 @@ class VerificationFailed(ExportError):
 
 __all__ = ["EXIT_ERRORS", "EXIT_OK", "EXIT_RUNTIME", "EXIT_USAGE", "ArchitectureMismatch", "CarriesCode",
            "DesignChanged", "DesignMismatch", "EvalError", "ExportError", "LoadError", "MdlRuntimeError",
-           "NotAnExport", "RunFailed", "RunIndexError", "RunNotFound", "SourceNotFound", "TrainError", "VerificationFailed"]
+           "NotAnExport", "ResultsError", "RunFailed", "RunIndexError", "RunNotFound", "SourceNotFound", "TrainError", "VerificationFailed"]

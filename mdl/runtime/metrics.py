@@ -9,7 +9,12 @@
   (the PPO terms and diagnostics), `tiles/` (2048: the fraction of recent games ending on each max
   tile) and `moe/` (per layer: each expert's share of the tokens, and the balance loss).
 
-`tensorboard --logdir runs/` then shows every experiment and seed side by side. On resume the writer
+`tensorboard --logdir runs/` then shows every experiment and seed side by side. When a run ends,
+`hparams(settings, figures)` writes its swept settings and final score into the same event files, so
+TensorBoard's HParams dashboard shows a sweep as one table (and parallel coordinates) with a row per
+run. torch's `SummaryWriter.add_hparams` would write them into a new sub-run named by the clock,
+apart from the run's curves; here the run's own writer writes the three HParams summaries and the
+figures as scalars. On resume the writer
 is opened with `purge_step` just past the checkpoint's step, so TensorBoard hides the events a crashed
 run wrote after its last checkpoint and the curves continue without a fold.
 """
@@ -26,16 +31,20 @@ from mdl.files import write_text_atomic
 TENSORBOARD_DIR = "tensorboard"
 _CHARTS = ("mean_return", "mean_score", "episodes", "lr", "steps_per_second")
 _LOSSES = ("policy_loss", "value_loss", "entropy", "approx_kl", "clip_fraction", "explained_variance")
+_SYSTEM = ("memory_bytes", "params")
+HPARAM_SCORE = "hparams/score"  # the run's score (summary.json `mean_return_last100`) in the HParams table
 
 
 def scalars(line: dict[str, Any]) -> dict[str, float]:
     """The TensorBoard tags and values of one metrics line (missing and non-finite values left out)."""
     out: dict[str, float] = {}
-    for group, keys in (("charts", _CHARTS), ("losses", _LOSSES)):
+    for group, keys in (("charts", _CHARTS), ("losses", _LOSSES), ("system", _SYSTEM)):
         for key in keys:
             out[f"{group}/{key}"] = line.get(key)
     for tile, fraction in (line.get("max_tile_distribution") or {}).items():
         out[f"tiles/{tile}"] = fraction
+    for action, fraction in enumerate(line.get("action_distribution") or ()):
+        out[f"actions/{action}"] = fraction
     for layer, usage in (line.get("moe_usage") or {}).items():
         for expert, share in enumerate(usage):
             out[f"moe/{layer}/expert_{expert}"] = share
@@ -86,6 +95,22 @@ class MetricsLog:
             for tag, value in scalars(line).items():
                 self._writer.add_scalar(tag, value, step)
 
+    def hparams(self, settings: dict[str, Any], figures: dict[str, float | None], step: int) -> None:
+        """The run's settings (name -> value; values other than numbers, strings and booleans are
+        written as text) and final figures (tag -> value; None left out) in the HParams dashboard."""
+        if self._writer is None:
+            return
+        from torch.utils.tensorboard.summary import hparams
+
+        plain = {k: v if isinstance(v, bool | int | float | str) else json.dumps(v) for k, v in settings.items()}
+        known = {k: float(v) for k, v in figures.items() if isinstance(v, int | float) and math.isfinite(v)}
+        writer = self._writer._get_file_writer()
+        for summary in hparams(plain, known):
+            writer.add_summary(summary)
+        for tag, value in known.items():
+            self._writer.add_scalar(tag, value, step)
+        self._writer.flush()
+
     def close(self) -> None:
         self._file.close()
         if self._writer is not None:
@@ -98,4 +123,4 @@ class MetricsLog:
         self.close()
 
 
-__all__ = ["TENSORBOARD_DIR", "MetricsLog", "scalars", "truncate_metrics"]
+__all__ = ["HPARAM_SCORE", "TENSORBOARD_DIR", "MetricsLog", "scalars", "truncate_metrics"]

@@ -22,10 +22,13 @@ chosen by `mdl.runtime.plan`) holds:
 - `<file>.mdl` (the source), `ir.json` (the model's IR), `config.json` (every resolved setting,
   package versions and the architecture hash);
 - `metrics.jsonl`: one JSON object per update (`step`, `episodes`, `mean_return`, the PPO losses and
-  diagnostics, `lr`, `steps_per_second`; for 2048 `mean_score` and `max_tile_distribution`; for MoE
-  models `moe_usage` and `moe_aux_loss`). Everything but `steps_per_second` and `wall_seconds` is a
-  function of the seed, so two `deterministic=True` CPU runs agree on every other key;
-- `tensorboard/`: the same metrics as TensorBoard scalars (`mdl.runtime.metrics`);
+  diagnostics, `lr`, `steps_per_second`, `action_distribution` (the fraction of the rollout's steps taking each
+  action), `memory_bytes` (CUDA's peak allocated bytes, or the process's resident set on the CPU),
+  `params`; for 2048 `mean_score` and `max_tile_distribution`; for MoE models `moe_usage` and
+  `moe_aux_loss`). Everything but `steps_per_second`, `wall_seconds` and `memory_bytes` is a function
+  of the seed, so two `deterministic=True` CPU runs agree on every other key;
+- `tensorboard/`: the same metrics as TensorBoard scalars, and at the end the run's swept settings and
+  score for the HParams dashboard (`mdl.runtime.metrics`);
 - `checkpoints/step_*.pt` (`mdl.runtime.checkpoint`): every `checkpoint_every` steps, at the end, and
   on Ctrl-C; weights, optimizer, counters, RNG states, episode statistics and (2048) the env state;
 - `summary.json`, written when the run ends (and removed when it starts, so a crash never reads as the
@@ -77,7 +80,7 @@ from mdl.files import write_text_atomic
 from mdl.runtime import ppo
 from mdl.runtime.checkpoint import save_checkpoint
 from mdl.runtime.errors import DesignMismatch, TrainError
-from mdl.runtime.metrics import MetricsLog
+from mdl.runtime.metrics import HPARAM_SCORE, MetricsLog
 from mdl.runtime.obsnorm import ObsNormalizer
 from mdl.runtime.rollout import Rollout, make_envs, value_of
 from mdl.runtime.rundir import RunDir, read_json, write_json
@@ -318,7 +321,8 @@ def train(spec: ExperimentSpec, source_text: str, source_path: str | Path, out_d
                             raise FloatingPointError(f"{exc} at step {state.step} (update {state.update + 1})") from None
                         state.update += 1
                         elapsed = time.perf_counter() - start
-                        line = _metrics_line(state, batch, losses, lr, elapsed, env_spec.definition.metrics)
+                        line = _metrics_line(state, batch, losses, lr, elapsed, env_spec.definition.metrics,
+                                             spec.graph.params)
                         metrics.log(line)
                         fraction = budget.fraction(state.step, elapsed)
                         if report is not None:
@@ -328,6 +332,7 @@ def train(spec: ExperimentSpec, source_text: str, source_path: str | Path, out_d
                                         f"{line['steps_per_second']:,.0f} steps/s")
                         checkpoints.maybe_save(time.perf_counter() - start)
                 checkpoints.save(time.perf_counter() - start)  # at the end and on Ctrl-C
+                metrics.hparams(_hparam_settings(spec, seed), {HPARAM_SCORE: state.stats.mean_return()}, state.step)
             except FloatingPointError as exc:
                 status, message = "diverged", f"{exc}; training stopped, the last good checkpoint is kept"
             finally:
@@ -339,8 +344,45 @@ def train(spec: ExperimentSpec, source_text: str, source_path: str | Path, out_d
     return summary
 
 
+def _hparam_settings(spec: ExperimentSpec, seed: int) -> dict[str, Any]:
+    """What the HParams table shows of a run: its swept settings (`model.width`, `algo.lr`, ...), the
+    seed, and the model and environment it trained."""
+    return {**spec.point, "seed": seed, "model": spec.model, "env": spec.env.id or spec.env.kind}
+
+
+def memory_in_use(device: torch.device) -> int | None:
+    """The memory the run holds: CUDA's peak allocated bytes on a GPU, else the process's resident set
+    (Linux `/proc/self/statm`; the peak resident set from getrusage elsewhere; None if neither reads)."""
+    if device.type == "cuda":
+        return int(torch.cuda.max_memory_allocated(device))
+    try:
+        import os
+
+        with open("/proc/self/statm", encoding="ascii") as statm:
+            return int(statm.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+    except (OSError, ValueError, IndexError, AttributeError):
+        pass
+    try:
+        import resource
+        import sys
+
+        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+        return int(peak if sys.platform == "darwin" else peak * 1024)  # bytes on macOS, KiB on Linux
+    except (ImportError, OSError):
+        return None
+
+
+def _action_distribution(batch: ppo.Batch, actions: int) -> list[float]:
+    """The fraction of the rollout's (valid) steps that took each action."""
+    taken = batch.actions[batch.valid]
+    if taken.numel() == 0:
+        return [0.0] * actions
+    counts = torch.bincount(taken.long().flatten(), minlength=actions)[:actions]
+    return [float(c) for c in (counts.double() / taken.numel()).cpu()]
+
+
 def _metrics_line(state: TrainState, batch: ppo.Batch, losses: dict[str, float], lr: float, elapsed: float,
-                  metrics: tuple[str, ...]) -> dict[str, Any]:
+                  metrics: tuple[str, ...], params: int) -> dict[str, Any]:
     """One line of metrics.jsonl (and TensorBoard) after an update."""
     valid = batch.valid
     line: dict[str, Any] = {
@@ -349,6 +391,8 @@ def _metrics_line(state: TrainState, batch: ppo.Batch, losses: dict[str, float],
         **{k: losses[k] for k in ("policy_loss", "value_loss", "entropy", "approx_kl", "clip_fraction")},
         "explained_variance": ppo.explained_variance(batch.values[valid], batch.returns[valid]),
         "lr": lr, "steps_per_second": state.step / max(elapsed, 1e-9), "wall_seconds": elapsed,
+        "action_distribution": _action_distribution(batch, state.actions),
+        "memory_bytes": memory_in_use(state.device), "params": params,
     }
     if "score" in metrics:  # the env kind's per-episode metrics (mdl.compiler.envs)
         line["mean_score"] = state.stats.mean_score()
