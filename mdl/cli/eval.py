@@ -1,4 +1,5 @@
-"""`mdlc eval RUN_OR_CHECKPOINT`: play a trained policy greedily and report its scores."""
+"""`mdlc eval RUN_OR_CHECKPOINT`: play a trained policy greedily and report its scores (for a saved
+model, `mdlc eval models/NAME`, the score is recorded in its metadata for `mdlc models list`)."""
 
 from __future__ import annotations
 
@@ -33,10 +34,16 @@ def cmd_eval(args: argparse.Namespace, out: Console, err: Console) -> int:
     episodes = args.episodes if args.episodes is not None else (1 if args.render else 100)
     render = (err if args.json else out) if args.render else None  # with --json, stdout is only the JSON
     result = evaluate(policy, episodes=episodes, seed=args.seed, render=render, delay=args.delay)
+    from mdl.runtime.models import record_eval
+
+    recorded = record_eval(policy.run_dir, result)  # a saved model (models/NAME): its leaderboard score
     if args.json:
         print(json.dumps(result, indent=2))
     else:
         _print_eval(out, result)
+        if recorded is not None:
+            out.print(f"recorded as the saved model's score: {recorded['score']:,.1f} (mdlc models list)",
+                      highlight=False)
     return EXIT_OK
 
 

@@ -47,39 +47,34 @@ def _steps_axis(ax: Any) -> None:
     ax.grid(alpha=0.3)
 
 
-def curves(path: Path, title: str, ylabel: str, entries: Sequence[tuple[str, Curve]]) -> Path:
-    """One line per entry (its mean) with its 95% band shaded."""
-    fig, (ax,) = _figure()
+Panel = tuple[str, str, Sequence[tuple[str, Curve]]]  # (title, y label, (line label, curve) per line)
+
+
+def _draw(ax: Any, title: str, ylabel: str, entries: Sequence[tuple[str, Curve]]) -> None:
     for label, curve in entries:
-        (line,) = ax.plot(curve["steps"], curve["mean"], label=label, linewidth=1.6)
+        (line,) = ax.plot(curve["steps"], curve["mean"], label=label, linewidth=1.5)
         if curve.get("n", 1) > 1:
-            ax.fill_between(curve["steps"], curve["lo"], curve["hi"], color=line.get_color(), alpha=0.25,
+            ax.fill_between(curve["steps"], curve["lo"], curve["hi"], color=line.get_color(), alpha=0.22,
                             linewidth=0)
-    ax.set_title(title)
+    ax.set_title(title, fontsize="medium")
     ax.set_ylabel(ylabel)
     _steps_axis(ax)
     if len(entries) > 1 or any(c.get("n", 1) > 1 for _, c in entries):
-        ax.legend(fontsize="small")
-    return _save(fig, path)
+        ax.legend(fontsize="x-small" if len(entries) > 4 else "small", ncol=2 if len(entries) > 6 else 1)
 
 
-def panels(path: Path, title: str, ylabel: str, panels_: Sequence[tuple[str, list[float], dict[str, list[float]]]],
-           stacked: bool = False, ylim: tuple[float, float] | None = None) -> Path:
-    """Small multiples: per panel (title, steps, {line label: values}), stacked areas with `stacked`."""
-    fig, axes = _figure(panels=max(1, len(panels_)))
-    for ax, (name, steps, lines) in zip(axes, panels_, strict=False):
-        if stacked:
-            ax.stackplot(steps, *lines.values(), labels=list(lines), alpha=0.85)
-        else:
-            for label, values in lines.items():
-                ax.plot(steps, values, label=label, linewidth=1.3)
-        ax.set_title(name, fontsize="medium")
-        ax.set_ylabel(ylabel)
-        if ylim is not None:
-            ax.set_ylim(*ylim)
-        _steps_axis(ax)
-        ax.legend(fontsize="x-small", ncol=2 if len(lines) > 4 else 1)
-    fig.suptitle(title)
+def curves(path: Path, title: str, ylabel: str, entries: Sequence[tuple[str, Curve]]) -> Path:
+    """One line per entry (its mean over seeds) with its 95% band shaded."""
+    return curve_panels(path, "", [(title, ylabel, entries)])
+
+
+def curve_panels(path: Path, title: str, panels: Sequence[Panel]) -> Path:
+    """Small multiples (up to three across): each panel its lines and bands, as `curves` draws them."""
+    fig, axes = _figure(panels=max(1, len(panels)))
+    for ax, (name, ylabel, entries) in zip(axes, panels, strict=False):
+        _draw(ax, name, ylabel, entries)
+    if title:
+        fig.suptitle(title)
     return _save(fig, path)
 
 
@@ -106,7 +101,7 @@ def scatter(path: Path, title: str, xlabel: str, ylabel: str,
                 markersize=10, linewidth=1.5, zorder=3, label="Pareto front")
     if not numeric:
         ax.set_xticks(xs, [str(p[0]) for p in points], rotation=20, fontsize="small")
-    elif log_x and min(xs) > 0:
+    elif log_x and min(xs) > 0 and max(xs) / min(xs) >= 20:
         ax.set_xscale("log")
     ax.set_title(title)
     ax.set_xlabel(xlabel)
@@ -128,4 +123,4 @@ def pareto_front(costs: Sequence[float], scores: Sequence[float]) -> list[int]:
     return front
 
 
-__all__ = ["curves", "panels", "pareto_front", "scatter"]
+__all__ = ["Curve", "Panel", "curve_panels", "curves", "pareto_front", "scatter"]

@@ -41,7 +41,12 @@ class RunData:
     run: RunDir
     config: dict[str, Any]
     summary: dict[str, Any] | None
-    lines: list[dict[str, Any]]
+    lines: list[dict[str, Any]]  # metrics.jsonl as written
+    rows: list[dict[str, float]] = field(default_factory=list)  # the same lines, `flat_line`d
+
+    def __post_init__(self) -> None:
+        if not self.rows:
+            self.rows.extend(flat_line(line) for line in self.lines)
 
     @property
     def path(self) -> Path:
@@ -75,12 +80,16 @@ class RunData:
     def series(self, key: str) -> tuple[list[float], list[float]]:
         """(steps, values) of a scalar metric, the updates where it is a finite number."""
         steps, values = [], []
-        for line in self.lines:
-            value = line.get(key)
-            if isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value):
-                steps.append(float(line["step"]))
-                values.append(float(value))
+        for row in self.rows:
+            value = row.get(key)
+            if value is not None and math.isfinite(value):
+                steps.append(row["step"])
+                values.append(value)
         return steps, values
+
+    def metric_keys(self) -> list[str]:
+        """Every metric this run logged, in the order first seen."""
+        return list(dict.fromkeys(k for row in self.rows for k in row))
 
     def design_facts(self) -> dict[str, Any]:
         """The model's name, params, architecture hash and forward FLOPs per sample (from the run's own
@@ -118,6 +127,41 @@ class Group:
     @property
     def first(self) -> RunData:
         return self.runs[0]
+
+
+TILES = (256, 512, 1024, 2048)  # the tile rates a report draws (summary.json `tile_rates`)
+
+
+def flat_line(line: dict[str, Any]) -> dict[str, float]:
+    """One metrics line as scalars (what `metrics.csv` has a column for and the plots draw): its
+    numbers as they are, `max_tile_distribution` as `max_tile_<t>` and `tile_rate_<t>` (the fraction of
+    recent games reaching at least t), `action_distribution` as `action_<i>`, and `moe_usage` per layer
+    as `moe.<layer>.expert_<i>` (its token shares), `moe.<layer>.cv` (their coefficient of variation,
+    0 for a perfect balance) and `moe.<layer>.max_violation` (the busiest expert's share over the
+    uniform one, minus 1; Switch/Megatron's load metrics)."""
+    row: dict[str, float] = {}
+    for key, value in line.items():
+        if isinstance(value, int | float) and not isinstance(value, bool):
+            row[key] = float(value)
+    tiles = line.get("max_tile_distribution")
+    if isinstance(tiles, dict):
+        fractions = {int(t): float(f) for t, f in tiles.items()}
+        for tile in sorted(fractions):
+            row[f"max_tile_{tile}"] = fractions[tile]
+        if fractions:
+            for tile in TILES:
+                row[f"tile_rate_{tile}"] = sum(f for t, f in fractions.items() if t >= tile)
+    for action, fraction in enumerate(line.get("action_distribution") or ()):
+        row[f"action_{action}"] = float(fraction)
+    for layer, usage in (line.get("moe_usage") or {}).items():
+        shares = [float(u) for u in usage]
+        for expert, share in enumerate(shares):
+            row[f"moe.{layer}.expert_{expert}"] = share
+        if shares and sum(shares) > 0:
+            mean = sum(shares) / len(shares)
+            row[f"moe.{layer}.cv"] = math.sqrt(sum((u - mean) ** 2 for u in shares) / len(shares)) / mean
+            row[f"moe.{layer}.max_violation"] = max(shares) / mean - 1.0
+    return row
 
 
 def flatten(data: dict[str, Any], prefix: str = "") -> dict[str, Any]:
@@ -252,4 +296,4 @@ def mean_curve(runs: list[RunData], key: str) -> dict[str, list[float]] | None:
             "hi": (mean + half).tolist(), "n": n}
 
 
-__all__ = ["Group", "RunData", "flatten", "load_groups", "load_run", "mean_curve", "read_metrics"]
+__all__ = ["TILES", "Group", "RunData", "flat_line", "flatten", "load_groups", "load_run", "mean_curve", "read_metrics"]
