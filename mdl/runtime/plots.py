@@ -52,7 +52,9 @@ Panel = tuple[str, str, Sequence[tuple[str, Curve]]]  # (title, y label, (line l
 
 def _draw(ax: Any, title: str, ylabel: str, entries: Sequence[tuple[str, Curve]]) -> None:
     for label, curve in entries:
-        (line,) = ax.plot(curve["steps"], curve["mean"], label=label, linewidth=1.5)
+        few = len(curve["steps"]) < 30  # a short run: its updates marked, or one update would not show
+        (line,) = ax.plot(curve["steps"], curve["mean"], label=label, linewidth=1.5, marker="o" if few else None,
+                          markersize=3)
         if curve.get("n", 1) > 1:
             ax.fill_between(curve["steps"], curve["lo"], curve["hi"], color=line.get_color(), alpha=0.22,
                             linewidth=0)

@@ -78,7 +78,7 @@ def _components(groups: list[Group], keys: Callable[[RunData], list[str]], name:
 
 
 def _moe_layers(run: RunData) -> list[str]:
-    return list(dict.fromkeys(k.split(".")[1] for k in run.metric_keys() if k.startswith("moe.") and k.endswith(".cv")))
+    return list(dict.fromkeys(k.split("/")[1] for k in run.metric_keys() if k.startswith("moe/") and k.endswith("/cv")))
 
 
 def _pictures(groups: list[Group], out: Path) -> list[tuple[str, str]]:
@@ -108,12 +108,12 @@ def _pictures(groups: list[Group], out: Path) -> list[tuple[str, str]]:
         shares: list[plots.Panel] = []
         for group in groups:
             for layer in layers:
-                keys = [k for k in group.first.metric_keys() if k.startswith(f"moe.{layer}.expert_")]
-                lines = [(k.rsplit(".", 1)[1].replace("_", " "), mean_curve(group.runs, k)) for k in keys]
+                keys = [k for k in group.first.metric_keys() if k.startswith(f"moe/{layer}/expert_")]
+                lines = [(k.rsplit("/", 1)[1].replace("_", " "), mean_curve(group.runs, k)) for k in keys]
                 shares.append((f"{group.label}: {layer}" if len(groups) > 1 else layer, "share of tokens",
                                [(label, c) for label, c in lines if c is not None]))
         plots.curve_panels(out / "moe_shares.png", "MoE: each expert's share of the tokens", shares[:MAX_PANELS])
-        balance = [(f"{layer}: {what}", ylabel, _by_group(groups, f"moe.{layer}.{key}"))
+        balance = [(f"{layer}: {what}", ylabel, _by_group(groups, f"moe/{layer}/{key}"))
                    for layer in layers for key, what, ylabel in (("cv", "coefficient of variation", "CV"),
                                                                 ("max_violation", "max violation", "max/mean - 1"))]
         plots.curve_panels(out / "moe_balance.png", "MoE load imbalance (0 = balanced)", balance[:MAX_PANELS])
@@ -184,7 +184,7 @@ def write_csv(groups: list[Group], path: Path) -> int:
 def _cell(value: float | None) -> str:
     if value is None:
         return ""
-    return str(int(value)) if value.is_integer() and abs(value) < 2**53 else repr(value)
+    return str(int(value)) if float(value).is_integer() and abs(value) < 2**53 else repr(float(value))
 
 
 def report(path: str | Path, out: str | Path | None = None) -> dict[str, Any]:

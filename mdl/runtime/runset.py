@@ -136,8 +136,8 @@ def flat_line(line: dict[str, Any]) -> dict[str, float]:
     """One metrics line as scalars (what `metrics.csv` has a column for and the plots draw): its
     numbers as they are, `max_tile_distribution` as `max_tile_<t>` and `tile_rate_<t>` (the fraction of
     recent games reaching at least t), `action_distribution` as `action_<i>`, and `moe_usage` per layer
-    as `moe.<layer>.expert_<i>` (its token shares), `moe.<layer>.cv` (their coefficient of variation,
-    0 for a perfect balance) and `moe.<layer>.max_violation` (the busiest expert's share over the
+    as `moe/<layer>/expert_<i>` (its token shares), `moe/<layer>/cv` (their coefficient of variation,
+    0 for a perfect balance) and `moe/<layer>/max_violation` (the busiest expert's share over the
     uniform one, minus 1; Switch/Megatron's load metrics)."""
     row: dict[str, float] = {}
     for key, value in line.items():
@@ -150,17 +150,17 @@ def flat_line(line: dict[str, Any]) -> dict[str, float]:
             row[f"max_tile_{tile}"] = fractions[tile]
         if fractions:
             for tile in TILES:
-                row[f"tile_rate_{tile}"] = sum(f for t, f in fractions.items() if t >= tile)
+                row[f"tile_rate_{tile}"] = sum((f for t, f in fractions.items() if t >= tile), 0.0)
     for action, fraction in enumerate(line.get("action_distribution") or ()):
         row[f"action_{action}"] = float(fraction)
     for layer, usage in (line.get("moe_usage") or {}).items():
         shares = [float(u) for u in usage]
         for expert, share in enumerate(shares):
-            row[f"moe.{layer}.expert_{expert}"] = share
+            row[f"moe/{layer}/expert_{expert}"] = share
         if shares and sum(shares) > 0:
             mean = sum(shares) / len(shares)
-            row[f"moe.{layer}.cv"] = math.sqrt(sum((u - mean) ** 2 for u in shares) / len(shares)) / mean
-            row[f"moe.{layer}.max_violation"] = max(shares) / mean - 1.0
+            row[f"moe/{layer}/cv"] = math.sqrt(sum((u - mean) ** 2 for u in shares) / len(shares)) / mean
+            row[f"moe/{layer}/max_violation"] = max(shares) / mean - 1.0
     return row
 
 
