@@ -6,7 +6,7 @@ so `mdlc eval models/NAME` and `mdlc export models/NAME` read it as they read a 
 
 | file | what |
 |---|---|
-| `config.json`, `<file>.mdl`, `ir.json`, `summary.json` | copied from the run |
+| `config.json`, `<file>.mdl`, `ir.json`, `summary.json`, `metrics.jsonl` | copied from the run (so `mdlc report models/NAME` works too) |
 | `checkpoints/step_<N>.pt` | the one checkpoint saved: the run's newest loadable one, or with `pick="best"` the one whose update logged the best training score |
 | `export/<model>.pt`, `export/<model>.onnx` | exports of that checkpoint, each verified as `mdlc export` verifies |
 | `metadata.json` | name, experiment, point, seed, model, params, architecture hash, env, steps, training score, where it came from, when, its exports, and `eval` (what the newest `mdlc eval` of it measured; the leaderboard's score) |
@@ -152,7 +152,7 @@ def save(source: str | Path, name: str | None = None, root: str | Path = "models
     shutil.rmtree(tmp, ignore_errors=True)
     try:
         (tmp / CHECKPOINTS).mkdir(parents=True)
-        for file in (run.config_path, run.design_path(config), run.path / IR, run.path / SUMMARY):
+        for file in (run.config_path, run.design_path(config), run.path / IR, run.path / SUMMARY, run.metrics_path):
             if file.is_file():
                 shutil.copy2(file, tmp / file.name)
         shutil.copy2(checkpoint, tmp / CHECKPOINTS / checkpoint.name)
