@@ -206,7 +206,7 @@ def test_hparams_are_in_the_runs_own_event_files(pair: Path) -> None:
 
 
 # -------------------------------------------------------------------------------------------- models
-def test_models_save_list_refuse_force_rm_and_eval(pair: Path, tmp_path: Path) -> None:
+def test_models_save_list_refuse_force_rm_and_eval(pair: Path, tmp_path: Path, monkeypatch) -> None:
     root = tmp_path / "models"
     slow, fast = pair / SLOW_POINT / "1", pair / FAST_POINT / "1"
     assert mdlc("models", "save", slow, "--name", "slow", "--models", root)[0] == 0
@@ -232,6 +232,10 @@ def test_models_save_list_refuse_force_rm_and_eval(pair: Path, tmp_path: Path) -
     assert [m["name"] for m in json.loads(out)] == ["slow", "fast"]
     code, out, _ = mdlc("models", "list", "--models", root)
     assert code == 0 and out.index("fast") < out.index("slow")
+    monkeypatch.chdir(tmp_path)  # `mdlc eval NAME`: the saved model models/NAME
+    code, out, err = mdlc("eval", "slow", "--episodes", "2", "--json")
+    assert code == 0 and json.loads(out)["episodes"] == 2, err
+    assert json.loads((root / "slow" / "metadata.json").read_text())["eval"]["episodes"] == 2
     assert mdlc("models", "rm", "slow", "--models", root)[0] == 0
     code, _, err = mdlc("models", "rm", "slow", "--models", root)
     assert code == 2 and "no saved model `slow`" in err and "fast" in err

@@ -21,8 +21,10 @@ def cmd_eval(args: argparse.Namespace, out: Console, err: Console) -> int:
 
     from mdl.runtime.evaluate import evaluate, load_policy
 
+    from mdl.runtime.models import resolve
+
     try:
-        policy = load_policy(args.path, device=args.device)
+        policy = load_policy(resolve(args.path), device=args.device)
     except MdlRuntimeError as exc:  # DesignChanged 1, RunNotFound 2, TrainError (no such device) 2, EvalError 3
         return fail(err, exc)
     for bad, why in policy.skipped:
@@ -73,7 +75,8 @@ def _print_eval(out: Console, result: dict) -> None:
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("eval", help="play a trained policy greedily (masked argmax) and report its scores")
     p.add_argument("path", metavar="RUN_OR_CHECKPOINT",
-                   help="a run directory (its newest checkpoint) or a checkpoint file in its checkpoints/")
+                   help="a run directory (its newest checkpoint), a checkpoint file in its checkpoints/, or a "
+                        "saved model (models/NAME, or NAME alone)")
     p.add_argument("--episodes", type=positive_int, metavar="N",
                    help="episodes to play (default 100; 1 with --render)")
     p.add_argument("--seed", type=int, default=0, help="the environments' seed (default 0)")

@@ -219,6 +219,16 @@ def remove(name: str, root: str | Path = "models") -> Path:
     return folder
 
 
+def resolve(path: str | Path, root: str | Path = "models") -> Path:
+    """`path` itself when it exists, else the saved model `root/path` when there is one (`mdlc eval
+    NAME`), else `path` (whose error the caller reports)."""
+    path = Path(path)
+    if path.exists():
+        return path
+    recover(Path(root))
+    return Path(root) / path if is_model(Path(root) / path) else path
+
+
 def record_eval(folder: str | Path, result: dict[str, Any]) -> dict[str, Any] | None:
     """Write an `mdlc eval` result into a saved model's metadata (its leaderboard score: the mean game
     score on 2048, else the mean return); None when `folder` is not a saved model."""
@@ -235,4 +245,4 @@ def record_eval(folder: str | Path, result: dict[str, Any]) -> dict[str, Any] | 
 
 
 __all__ = ["FORMATS", "METADATA", "SORT_KEYS", "default_name", "is_model", "list_models", "record_eval", "recover",
-           "remove", "save"]
+           "remove", "resolve", "save"]
