@@ -20,7 +20,6 @@ def cmd_eval(args: argparse.Namespace, out: Console, err: Console) -> int:
     from rich.markup import escape
 
     from mdl.runtime.evaluate import evaluate, load_policy
-
     from mdl.runtime.models import resolve
 
     try:

@@ -1,0 +1,79 @@
+"""`mdl.testing`'s laws (issue 15, first part): they hold on every example, and each fails, naming the
+node and its place in the design, when the rule it checks is broken on purpose."""
+
+from __future__ import annotations
+
+import dataclasses
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+import mdl
+from mdl.compiler import primitives
+from mdl.testing import (
+    LAWS,
+    assert_batch_independent,
+    assert_deterministic,
+    assert_matches_torch,
+    assert_round_trips,
+    check_laws,
+)
+
+ROOT = Path(__file__).resolve().parent.parent
+EXAMPLES = sorted((ROOT / "examples").glob("*.mdl"))
+
+SMALL = """model Small {
+    input obs: float[B, 4]
+    h = obs -> linear(out=8) -> tanh
+    output policy = h -> linear(out=2) -> tanh
+    output value = h -> linear(out=1)
+}
+"""
+
+
+@pytest.mark.parametrize("path", EXAMPLES, ids=lambda p: p.name)
+def test_every_example_keeps_every_law(path: Path) -> None:
+    check_laws(mdl.compile_file(path), LAWS)
+
+
+def _with_rule(monkeypatch: pytest.MonkeyPatch, op: str, **rules) -> None:
+    monkeypatch.setitem(primitives.PRIMITIVES, op, dataclasses.replace(primitives.PRIMITIVES[op], **rules))
+
+
+def test_a_wrong_parameter_formula_fails_at_the_node(monkeypatch: pytest.MonkeyPatch) -> None:
+    _with_rule(monkeypatch, "linear", params=lambda s: s.d * s.attrs["out"])  # the bias forgotten
+    with pytest.raises(AssertionError, match=r"<source>:3:\d+: `linear` \(linear\) has 32 parameters statically, "
+                                             r"the lowered module 40"):
+        assert_matches_torch(mdl.compile_source(SMALL))
+
+
+def test_a_wrong_shape_rule_fails_at_the_node(monkeypatch: pytest.MonkeyPatch) -> None:
+    from mdl.compiler.shapes import TensorType
+
+    def wider(site):  # tanh doubling the last dim: no parameter count depends on the policy's tanh
+        t = site.inputs[0]
+        return TensorType(t.dtype, (*t.shape[:-1], 2 * t.shape[-1]))
+
+    _with_rule(monkeypatch, "tanh", infer=wider)
+    source = SMALL.replace("h = obs -> linear(out=8) -> tanh", "h = obs -> linear(out=8)")
+    with pytest.raises(AssertionError, match=r"<source>:4:\d+: `policy` \(tanh\) has the static shape \['B', 4\]"):
+        assert_matches_torch(mdl.compile_source(source))
+
+
+def test_round_trips_and_determinism_hold_and_unknown_laws_are_named() -> None:
+    compiled = mdl.compile_source(SMALL)
+    assert_round_trips(SMALL)
+    assert_deterministic(compiled)
+    assert_batch_independent(compiled)
+    with pytest.raises(ValueError, match="unknown law 'speed'"):
+        check_laws(compiled, ["speed"])
+    with pytest.raises(AssertionError, match="has errors"):
+        assert_round_trips(SMALL.replace("out=2", "out=nope"))
+
+
+def test_importing_mdl_testing_imports_neither_torch_nor_hypothesis() -> None:
+    code = "import sys, mdl.testing; print(sorted({'torch', 'hypothesis'} & set(sys.modules)))"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"
