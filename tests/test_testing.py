@@ -3,6 +3,7 @@ node and its place in the design, when the rule it checks is broken on purpose."
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import subprocess
 import sys
@@ -16,6 +17,7 @@ from mdl.testing import (
     LAWS,
     assert_batch_independent,
     assert_deterministic,
+    assert_exports_match,
     assert_matches_torch,
     assert_round_trips,
     check_laws,
@@ -35,7 +37,33 @@ SMALL = """model Small {
 
 @pytest.mark.parametrize("path", EXAMPLES, ids=lambda p: p.name)
 def test_every_example_keeps_every_law(path: Path) -> None:
-    check_laws(mdl.compile_file(path), LAWS)
+    # every example's exports are verified in tests/test_export_onnx.py; here one design's (below)
+    check_laws(mdl.compile_file(path), [law for law in LAWS if law != "exports_match"])
+
+
+def test_the_exports_of_a_design_with_a_file_import_match() -> None:
+    assert_exports_match(mdl.compile_file(ROOT / "examples" / "uses_file_import.mdl"))
+
+
+def test_an_export_that_changes_one_weight_fails(monkeypatch: pytest.MonkeyPatch) -> None:
+    import torch
+
+    from mdl.runtime.export import pt
+
+    original = pt.write
+
+    def tampered(src, path, moe, compare):  # writes (and self-verifies) a copy with one weight moved
+        module = copy.deepcopy(src.compiled.module)
+        with torch.no_grad():
+            next(module.parameters()).view(-1)[0] += 1.0
+        twin = dataclasses.replace(src.compiled, _module=module)
+        return original(dataclasses.replace(src, compiled=twin), path, moe, compare)
+
+    monkeypatch.setattr(pt, "write", tampered)
+    compiled = mdl.compile_source(SMALL)
+    assert_exports_match(compiled, formats=("py", "onnx"))  # the untouched writers pass
+    with pytest.raises(AssertionError, match=r"model `Small`: the pt export differs from the module"):
+        assert_exports_match(compiled, formats=("pt",))
 
 
 def _with_rule(monkeypatch: pytest.MonkeyPatch, op: str, **rules) -> None:

@@ -12,6 +12,10 @@ raises `AssertionError` with a message that names the node and its place in the 
   batch (eval mode; each sample alone against the batch);
 - `assert_deterministic(compiled)`: two forwards of the same inputs agree exactly, and two lowerings
   under the same seed have the same weights;
+- `assert_exports_match(compiled, formats=("onnx", "py", "pt"), atol=1e-4)`: each format written by
+  `mdlc export`'s writer into a temporary folder, read back (the `.pt` by `mdl.runtime.export.load`,
+  the `.py` imported, the `.onnx` by onnxruntime) and run on random inputs at several batch sizes:
+  its outputs equal `compiled.module`'s within `atol`;
 - `assert_round_trips(source)`: formatting keeps every model's architecture hash, and each model's
   decompiled design compiles to the same hash;
 - `check_laws(compiled, laws=LAWS)`: the chosen laws by name, in order.
@@ -25,7 +29,8 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 from typing import Any
 
-LAWS = ("matches_torch", "batch_independent", "deterministic", "round_trips")
+LAWS = ("matches_torch", "batch_independent", "deterministic", "round_trips", "exports_match")
+EXPORT_FORMATS = ("onnx", "py", "pt")
 
 
 def _where(node: Any) -> str:
@@ -150,11 +155,69 @@ def assert_round_trips(source: str, path: str | None = None) -> None:
                                  f"{text}")
 
 
+def _max_differences(reference: Any, other: Any, graph: Any, batches: Iterable[int]) -> dict[str, float]:
+    import torch
+
+    from mdl.compiler.lower import example_inputs, example_sizes
+
+    worst: dict[str, float] = {}
+    reference.eval()
+    other.eval()
+    for batch in batches:
+        inputs = example_inputs(graph, example_sizes(graph, batch), torch.Generator().manual_seed(batch))
+        want, got = _outputs(reference, inputs), _outputs(other, inputs)
+        for name in graph.outputs:
+            a, b = want[name].double(), got[name].double()
+            diff = float("inf") if a.shape != b.shape else float((a - b).abs().max()) if a.numel() else 0.0
+            worst[name] = max(worst.get(name, 0.0), diff)
+    return worst
+
+
+def assert_exports_match(compiled: Any, formats: Iterable[str] = EXPORT_FORMATS, atol: float = 1e-4,
+                         batches: tuple[int, ...] = (1, 7)) -> None:
+    """Each export, read back, computes `compiled.module`'s outputs within `atol` (module docstring)."""
+    import tempfile
+    from pathlib import Path
+
+    from mdl.runtime.export import common, load, onnx_format, pt, py
+
+    module = compiled.module
+    graph = compiled.ir
+    writers = {"pt": pt.write, "py": py.write, "onnx": onnx_format.write}
+    with tempfile.TemporaryDirectory(prefix="mdl-testing-") as tmp:
+        where = Path(compiled.path) if compiled.path else Path(tmp) / "design.mdl"
+        imports = common._file_imports(compiled.source, where) if compiled.path else {}
+        src = common.Source(compiled, "design", Path(tmp) / compiled.name, where.name, imports=imports)
+        for fmt in formats:
+            if fmt not in writers:
+                raise ValueError(f"unknown export format {fmt!r}; formats: {', '.join(writers)}")
+            path = Path(tmp) / f"{compiled.name}.{fmt}"
+            writers[fmt](src, path, "fused", common.compare_outputs)
+            if fmt == "onnx":
+                result = onnx_format.verify_onnx(path, module, graph, batches=batches, atol=atol)
+                if not result["ok"]:
+                    raise AssertionError(f"model `{compiled.name}`: the ONNX export differs from the module: "
+                                         + "; ".join(str(p) for p in result["problems"]))
+                continue
+            if fmt == "pt":
+                other = load(path).module
+            else:
+                other = py.import_standalone(path, graph)
+                other.load_state_dict(module.state_dict(), strict=True)
+            worst = _max_differences(module, other, graph, batches)
+            bad = {k: v for k, v in worst.items() if not v <= atol}
+            if bad:
+                detail = ", ".join(f"`{k}` by {v:.3g}" for k, v in bad.items())
+                raise AssertionError(f"model `{compiled.name}`: the {fmt} export differs from the module "
+                                     f"(outputs {detail} > atol {atol:g})")
+
+
 _BY_NAME: dict[str, Callable[[Any], None]] = {
     "matches_torch": assert_matches_torch,
     "batch_independent": assert_batch_independent,
     "deterministic": assert_deterministic,
     "round_trips": lambda compiled: assert_round_trips(compiled.source, compiled.path),
+    "exports_match": assert_exports_match,
 }
 
 
@@ -166,5 +229,6 @@ def check_laws(compiled: Any, laws: Iterable[str] = LAWS) -> None:
         _BY_NAME[law](compiled)
 
 
-__all__ = ["LAWS", "assert_batch_independent", "assert_deterministic", "assert_matches_torch",
+__all__ = ["EXPORT_FORMATS", "LAWS", "assert_batch_independent", "assert_deterministic", "assert_exports_match",
+           "assert_matches_torch",
            "assert_round_trips", "check_laws"]
