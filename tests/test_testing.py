@@ -18,6 +18,7 @@ from mdl.testing import (
     assert_batch_independent,
     assert_deterministic,
     assert_exports_match,
+    assert_flops_match_torch,
     assert_matches_torch,
     assert_round_trips,
     check_laws,
@@ -105,3 +106,26 @@ def test_importing_mdl_testing_imports_neither_torch_nor_hypothesis() -> None:
     code = "import sys, mdl.testing; print(sorted({'torch', 'hypothesis'} & set(sys.modules)))"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"
+
+
+def test_flop_counter_mode_sees_the_experts_of_the_language_model() -> None:
+    import torch
+    from torch.utils.flop_counter import FlopCounterMode
+
+    from mdl.compiler.lower import example_inputs
+
+    compiled = mdl.compile_file(ROOT / "examples" / "moe_2048.mdl")  # LANGUAGE.md's model: 21.4M static
+    module = compiled.module.train()  # lowered (and verified on fake tensors) before the counting starts
+    with FlopCounterMode(display=False) as counter, torch.no_grad():
+        module(*example_inputs(compiled.ir, {"B": 1}))
+    counts = {str(op): n for op, n in counter.get_flop_counts()["Global"].items()}
+    # 2 layers x 16 tokens x (router 2*128*4 + top-2 experts x 4*128*512)
+    assert counts["mdl.moe"] == 2 * 16 * (2 * 128 * 4 + 2 * 4 * 128 * 512) == 16_809_984
+    assert abs(counter.get_total_flops() - compiled.flops) <= 0.05 * compiled.flops
+
+
+def test_a_wrong_flop_formula_fails(monkeypatch: pytest.MonkeyPatch) -> None:
+    _with_rule(monkeypatch, "linear", flops=lambda s: 4 * s.tokens * s.d * s.attrs["out"])  # twice the truth
+    with pytest.raises(AssertionError, match=r"model `Small`: 234 FLOPs per sample statically, FlopCounterMode "
+                                             r"counts 112 \(aten.addmm: 112\)"):
+        assert_flops_match_torch(mdl.compile_source(SMALL))

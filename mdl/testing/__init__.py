@@ -16,6 +16,11 @@ raises `AssertionError` with a message that names the node and its place in the 
   `mdlc export`'s writer into a temporary folder, read back (the `.pt` by `mdl.runtime.export.load`,
   the `.py` imported, the `.onnx` by onnxruntime) and run on random inputs at several batch sizes:
   its outputs equal `compiled.module`'s within `atol`;
+- `assert_flops_match_torch(compiled, rtol=0.1)`: the static forward FLOPs per sample are within `rtol`
+  of what `torch.utils.flop_counter.FlopCounterMode` counts for one sample (mdl registers a formula
+  for `mdl::moe`, so the expert work is counted; the static figure also counts elementwise work,
+  which FlopCounterMode does not, hence a tolerance). The forward runs in training mode under
+  no_grad: in eval mode torch's fused attention fast path is invisible to FlopCounterMode;
 - `assert_round_trips(source)`: formatting keeps every model's architecture hash, and each model's
   decompiled design compiles to the same hash;
 - `check_laws(compiled, laws=LAWS)`: the chosen laws by name, in order.
@@ -29,7 +34,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 from typing import Any
 
-LAWS = ("matches_torch", "batch_independent", "deterministic", "round_trips", "exports_match")
+LAWS = ("matches_torch", "batch_independent", "deterministic", "round_trips", "exports_match", "flops_match_torch")
 EXPORT_FORMATS = ("onnx", "py", "pt")
 
 
@@ -212,12 +217,38 @@ def assert_exports_match(compiled: Any, formats: Iterable[str] = EXPORT_FORMATS,
                                      f"(outputs {detail} > atol {atol:g})")
 
 
+def assert_flops_match_torch(compiled: Any, rtol: float = 0.1) -> None:
+    """The static FLOPs per sample within `rtol` of FlopCounterMode's count (module docstring)."""
+    import torch
+    from torch.utils.flop_counter import FlopCounterMode
+
+    from mdl.compiler.lower import example_inputs, example_sizes
+
+    static = compiled.flops
+    if static is None:
+        raise AssertionError(f"model `{compiled.name}` has no static FLOP count (a dim other than B is symbolic)")
+    module = compiled.module
+    was_training = module.training
+    module.train()
+    try:
+        with FlopCounterMode(display=False) as counter, torch.no_grad():
+            module(*example_inputs(compiled.ir, example_sizes(compiled.ir, 1), torch.Generator().manual_seed(0)))
+    finally:
+        module.train(was_training)
+    counted = counter.get_total_flops()
+    if abs(counted - static) > rtol * static:
+        by_op = ", ".join(f"{op}: {n:,}" for op, n in counter.get_flop_counts().get("Global", {}).items())
+        raise AssertionError(f"model `{compiled.name}`: {static:,} FLOPs per sample statically, FlopCounterMode "
+                             f"counts {counted:,} ({by_op or 'nothing'}); more than {rtol:.0%} apart")
+
+
 _BY_NAME: dict[str, Callable[[Any], None]] = {
     "matches_torch": assert_matches_torch,
     "batch_independent": assert_batch_independent,
     "deterministic": assert_deterministic,
     "round_trips": lambda compiled: assert_round_trips(compiled.source, compiled.path),
     "exports_match": assert_exports_match,
+    "flops_match_torch": assert_flops_match_torch,
 }
 
 
@@ -230,5 +261,5 @@ def check_laws(compiled: Any, laws: Iterable[str] = LAWS) -> None:
 
 
 __all__ = ["EXPORT_FORMATS", "LAWS", "assert_batch_independent", "assert_deterministic", "assert_exports_match",
-           "assert_matches_torch",
+           "assert_flops_match_torch", "assert_matches_torch",
            "assert_round_trips", "check_laws"]

@@ -163,6 +163,32 @@ def _moe_fake(x: Tensor, router_weight: Tensor, w1: Tensor, b1: Tensor, w2: Tens
     return torch.empty_like(x), x.new_empty(experts), x.new_empty(experts), x.new_empty(())
 
 
+def moe_matmul_flops(tokens: int, d: int, experts: int, hidden: int, top_k: int) -> int:
+    """The multiply-add FLOPs of one `mdl::moe` forward, as FlopCounterMode counts a matmul (2 per
+    multiply-add): the router (tokens x d x E) and, for each token, its top_k experts' two layers
+    (d x h and h x d). Capacity drops are not subtracted (the static figure's convention)."""
+    return 2 * tokens * d * experts + tokens * top_k * 4 * d * hidden
+
+
+def _register_flop_formulas() -> None:
+    """`torch.utils.flop_counter.FlopCounterMode` (and fvcore-style profilers built on it) see the expert
+    work of `mdl::moe`, which it would otherwise count as 0; the backward is counted as twice the
+    forward's matmuls (the gradients of the inputs and of the weights), as for a linear."""
+    from torch.utils.flop_counter import register_flop_formula
+
+    def forward(x_shape, router_shape, w1_shape, *args, out_shape=None, **kwargs) -> int:
+        experts, d, hidden = w1_shape
+        return moe_matmul_flops(x_shape[0], d, experts, hidden, args[3])
+
+    def backward(grad_y_shape, grad_mean_shape, x_shape, router_shape, w1_shape, *args, out_shape=None,
+                 **kwargs) -> int:
+        experts, d, hidden = w1_shape
+        return 2 * moe_matmul_flops(x_shape[0], d, experts, hidden, args[3])
+
+    register_flop_formula(torch.ops.mdl.moe)(forward)
+    register_flop_formula(torch.ops.mdl.moe_backward)(backward)
+
+
 @torch.library.custom_op("mdl::moe_backward", mutates_args=())
 def moe_backward(grad_y: Tensor, grad_mean_prob: Tensor, x: Tensor, router_weight: Tensor, w1: Tensor,
                  b1: Tensor, w2: Tensor, b2: Tensor, top_k: int, act: str,
@@ -231,6 +257,7 @@ def _backward(ctx, grad_y: Tensor, grad_mean_prob: Tensor, _grad_token_fraction:
 
 
 moe.register_autograd(_backward, setup_context=_setup_context)
+_register_flop_formulas()
 
 
 class MoE(nn.Module):
