@@ -24,6 +24,7 @@ from mdl.testing import (
     check_laws,
 )
 
+pytest_plugins = ["pytester"]
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLES = sorted((ROOT / "examples").glob("*.mdl"))
 
@@ -129,3 +130,35 @@ def test_a_wrong_flop_formula_fails(monkeypatch: pytest.MonkeyPatch) -> None:
     with pytest.raises(AssertionError, match=r"model `Small`: 234 FLOPs per sample statically, FlopCounterMode "
                                              r"counts 112 \(aten.addmm: 112\)"):
         assert_flops_match_torch(mdl.compile_source(SMALL))
+
+
+# ------------------------------------------------------------------------------------ the pytest plugin
+
+BROKEN_LINEAR = """import dataclasses
+
+from mdl.compiler import primitives
+
+# the law broken on purpose: linear's parameter formula forgets the bias
+primitives.PRIMITIVES["linear"] = dataclasses.replace(primitives.PRIMITIVES["linear"],
+                                                      params=lambda s: s.d * s.attrs["out"])
+"""
+
+
+def test_pytest_mdl_runs_one_test_per_model_of_the_examples(pytester: pytest.Pytester) -> None:
+    result = pytester.runpytest_subprocess("--mdl", str(ROOT / "examples"), "--mdl-laws",
+                                           "matches_torch,deterministic,batch_independent", "-p", "no:cacheprovider")
+    errors = len(list((ROOT / "examples" / "errors").glob("*.mdl")))
+    result.assert_outcomes(passed=len(EXAMPLES), skipped=errors)  # every example defines one model
+    assert result.ret == 0
+
+
+def test_pytest_mdl_reports_a_broken_law_at_the_designs_line(pytester: pytest.Pytester) -> None:
+    pytester.makeconftest(BROKEN_LINEAR)
+    design = pytester.path / "small.mdl"
+    design.write_text(SMALL)
+    result = pytester.runpytest_subprocess("--mdl", str(design), "--mdl-laws", "matches_torch", "-p", "no:cacheprovider")
+    result.assert_outcomes(failed=1)
+    result.stdout.fnmatch_lines([f"*{design}:3:*`linear` (linear) has 32 parameters statically, the lowered module 40*"])
+    assert "Traceback" not in result.stdout.str()
+    unknown = pytester.runpytest_subprocess("--mdl", str(design), "--mdl-laws", "speed")
+    assert unknown.ret != 0 and "unknown law(s) speed" in unknown.stderr.str()
