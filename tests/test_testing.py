@@ -162,3 +162,48 @@ def test_pytest_mdl_reports_a_broken_law_at_the_designs_line(pytester: pytest.Py
     assert "Traceback" not in result.stdout.str()
     unknown = pytester.runpytest_subprocess("--mdl", str(design), "--mdl-laws", "speed")
     assert unknown.ret != 0 and "unknown law(s) speed" in unknown.stderr.str()
+
+
+# ------------------------------------------------------------------------------------------ strategies
+def test_variants_yield_only_what_the_checker_accepts_and_name_unknown_parameters() -> None:
+    from hypothesis import given, settings
+    from hypothesis import strategies as st
+
+    from mdl.compiler.check import analyze
+    from mdl.testing.strategies import variants
+
+    source = (ROOT / "examples" / "moe_2048.mdl").read_text()
+    seen = set()
+
+    @settings(max_examples=30, deadline=None, database=None)
+    @given(variants(source, "Moe2048", d=st.sampled_from([6, 8, 12, 16]), experts=st.integers(1, 3)))
+    def check(compiled) -> None:  # heads=4 divides only 8, 12 and 16; top_k=2 needs 2 experts or more
+        d, experts = compiled.ir.args["d"], compiled.ir.args["experts"]
+        assert d % 4 == 0 and experts >= 2
+        text = source.replace("model = Moe2048(d=128, experts=4)", f"model = Moe2048(d={d}, experts={experts})")
+        assert analyze(text).ok  # the checker accepts the experiment that names this combination
+        seen.add((d, experts))
+
+    check()
+    assert len(seen) >= 3
+    with pytest.raises(ValueError, match="has no parameter width"):
+        variants(source, "Moe2048", width=st.just(8))
+
+
+def test_boards_and_inputs_draw_valid_values() -> None:
+    from hypothesis import given, settings
+
+    from mdl.testing.strategies import boards, inputs
+
+    compiled = mdl.compile_file(ROOT / "examples" / "fast_2048.mdl")
+
+    @settings(max_examples=25, deadline=None, database=None)
+    @given(boards(max_tile=512), inputs(compiled, batch=3))
+    def check(board, batch) -> None:
+        assert board.shape == (4, 4) and board.dtype.name == "int64"
+        assert board.max() <= 9 and (board > 0).sum() >= 2 and board.min() >= 0
+        (x,) = batch
+        assert tuple(x.shape) == (3, 4, 4) and int(x.max()) < 16
+        assert compiled.module(x)["policy"].shape == (3, 4)
+
+    check()

@@ -143,6 +143,25 @@ def compile_source(text: str, model: str | None = None, path: str | None = None)
     return CompiledModel(graph.model, graph, text, path, [*analysis.diagnostics, *extra])
 
 
+def instantiate(analysis: Analysis, model: str, args: dict[str, Any], source: str, path: str | None = None,
+                ) -> CompiledModel:
+    """Model `model` of a checked `analysis` (of `source`) built with compile-time `args` (defaults fill
+    the rest), checked as a sweep point is; raises CompileError when the checker rejects them (a width
+    the heads do not divide, an unknown parameter, ...). `mdl.testing.strategies.variants` draws with it."""
+    if not analysis.ok:
+        raise CompileError(analysis.diagnostics)
+    definition = analysis.scope.definitions.get(model) if analysis.scope is not None else None
+    if not isinstance(definition, ast.Model):
+        graph, extra = select_model(analysis, model, path)  # the E0402 "no model named" diagnostic
+        raise CompileError(extra)
+    diagnostics: list[Diagnostic] = []
+    graph = Elaborator(diagnostics).model(definition, analysis.scope, dict(args))
+    if graph is None or any(d.is_error for d in diagnostics):
+        raise CompileError(diagnostics or [error("E0402", definition.span, f"model `{model}` does not build",
+                                                 "check its arguments")])
+    return CompiledModel(graph.model, graph, source, path, diagnostics)
+
+
 def compile_file(path: str | Path, model: str | None = None) -> CompiledModel:
     path = str(path)
     return compile_source(Path(path).read_text(encoding="utf-8"), model, path)
