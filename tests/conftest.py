@@ -24,7 +24,7 @@ from lsp_client import SERVER, initialize
 from pytest_lsp import LanguageClient
 
 # CI draws the same hypothesis examples every run (HYPOTHESIS_PROFILE=ci in .ci/run): a run that
-# passed once passes again. One random draw of tests/strategies.py's designs once took the whole
+# passed once passes again. One random draw of mdl.testing.strategies' designs once took the whole
 # machine's memory in test_codegen (not reproduced since); a fixed draw cannot surprise CI that way.
 settings.register_profile("ci", derandomize=True, database=None, print_blob=True)
 if os.environ.get("HYPOTHESIS_PROFILE"):

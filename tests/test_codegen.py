@@ -26,7 +26,6 @@ from types import ModuleType
 import pytest
 import torch
 from hypothesis import HealthCheck, given, settings
-from strategies import models
 
 from mdl.cli import main
 from mdl.compiler.api import CompiledModel, compile_file, compile_source
@@ -34,6 +33,7 @@ from mdl.compiler.codegen import class_name, standalone_source
 from mdl.compiler.lower import example_inputs, example_sizes
 from mdl.compiler.primitives import PRIMITIVES
 from mdl.dsl.diagnostics import CompileError
+from mdl.testing.strategies import designs
 
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLES = ROOT / "examples"
@@ -196,7 +196,7 @@ def test_the_designs_cover_every_primitive(compiled_designs: dict[str, CompiledM
 
 
 @settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(models())
+@given(designs().map(lambda d: d.source))
 def test_random_designs_match_the_lowered_module(source: str) -> None:
     with tempfile.TemporaryDirectory() as folder:
         assert_matches_lowered(compile_source(source), Path(folder))

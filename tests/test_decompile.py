@@ -1,6 +1,6 @@
 """`mdlc decompile`'s core: a graph IR back to a design whose compilation has the same architecture hash.
 
-Every example and stdlib template round-trips; so do random designs from tests/strategies.py, and
+Every example and stdlib template round-trips; so do random designs from mdl.testing.strategies, and
 decompiling is idempotent (the decompiled design decompiles to itself). Malformed IR is a
 DecompileError, never a raw exception.
 """
@@ -12,12 +12,12 @@ from pathlib import Path
 
 import pytest
 from hypothesis import HealthCheck, given, settings
-from strategies import models
 
 from mdl.compiler.api import architecture_hash, compile_source
 from mdl.compiler.check import analyze
 from mdl.compiler.decompile import DecompileError, decompile
 from mdl.dsl.format import format_source
+from mdl.testing.strategies import designs
 
 ROOT = Path(__file__).resolve().parent.parent
 DESIGNS = sorted((ROOT / "examples").glob("*.mdl")) + sorted((ROOT / "mdl" / "stdlib" / "templates").glob("*.mdl"))
@@ -93,7 +93,7 @@ model M {
 
 
 @settings(max_examples=100, deadline=None, suppress_health_check=list(HealthCheck))
-@given(models())
+@given(designs().map(lambda d: d.source))
 def test_random_designs_round_trip(source):
     graph = compile_source(source).ir
     text = round_trip(graph)

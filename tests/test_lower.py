@@ -8,7 +8,6 @@ import pytest
 import torch
 import torch.fx as fx
 from hypothesis import HealthCheck, given, settings
-from strategies import GeneratedModel, models_with_shapes
 from torch.fx.passes.shape_prop import ShapeProp
 
 import mdl
@@ -16,6 +15,7 @@ from mdl.compiler import lower as lowering
 from mdl.compiler.api import compile_file
 from mdl.compiler.ir import Graph
 from mdl.dsl.diagnostics import CompileError
+from mdl.testing.strategies import Design, designs
 
 ROOT = Path(__file__).resolve().parent.parent
 DESIGNS = sorted(
@@ -111,8 +111,8 @@ model Two {
 
 
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(models_with_shapes())
-def test_generated_designs_lower_to_what_the_ir_says(m: GeneratedModel) -> None:
+@given(designs())
+def test_generated_designs_lower_to_what_the_ir_says(m: Design) -> None:
     compiled = mdl.compile_source(m.source)
     gm = compiled.module
     assert compiled.params == m.params == sum(p.numel() for p in gm.parameters())

@@ -1,6 +1,6 @@
 """Laws of the front end as property tests, and fuzzing.
 
-- Generated designs (tests/strategies.py) check with no diagnostics at all and compile to what they were
+- Generated designs (mdl.testing.strategies.designs) check with no diagnostics at all and compile to what they were
   built to be: the parameter count, shapes and graph nodes worked out independently while generating.
 - `parse` never raises, and has nothing to say about a valid design.
 - No input makes the checker raise: mutations of real files and of generated designs, token soup,
@@ -19,7 +19,6 @@ from pathlib import Path
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from strategies import models, models_with_shapes
 
 from mdl.compiler import shapes
 from mdl.compiler.api import compile_source
@@ -29,6 +28,7 @@ from mdl.compiler.render import render_diagnostic
 from mdl.dsl.ast import Span
 from mdl.dsl.diagnostics import Diagnostic, Severity
 from mdl.dsl.parser import parse
+from mdl.testing.strategies import designs
 
 ROOT = Path(__file__).resolve().parent.parent
 REAL_FILES = [ROOT / "examples" / "moe_2048.mdl", ROOT / "mdl" / "stdlib" / "blocks.mdl",
@@ -81,7 +81,7 @@ def render_all(text: str, diagnostics: list[Diagnostic]) -> None:
 
 # -------------------------------------------------------------------------- generated designs
 @settings(max_examples=150 * SCALE, deadline=None, suppress_health_check=SLOW_OK)
-@given(models_with_shapes())
+@given(designs())
 def test_generated_models_compile_to_what_they_were_built_to_be(m) -> None:
     assert check_source(m.source) == [], m.source
     compiled = compile_source(m.source)
@@ -94,7 +94,7 @@ def test_generated_models_compile_to_what_they_were_built_to_be(m) -> None:
 
 
 @settings(max_examples=100 * SCALE, deadline=None, suppress_health_check=SLOW_OK)
-@given(models())
+@given(designs().map(lambda d: d.source))
 def test_generated_graphs_are_consistent(src: str) -> None:
     graph = compile_source(src).ir
     for i, node in enumerate(graph.nodes):
@@ -123,7 +123,7 @@ def test_the_strategy_covers_every_primitive_and_form() -> None:
     features: set[str] = set()
 
     @settings(max_examples=300, deadline=None, database=None, suppress_health_check=SLOW_OK)
-    @given(models_with_shapes())
+    @given(designs())
     def collect(m) -> None:
         primitives.update(m.primitives)
         features.update(m.features)
@@ -143,7 +143,7 @@ def test_parse_never_raises(text: str) -> None:
 
 
 @settings(max_examples=100 * SCALE, deadline=None, suppress_health_check=SLOW_OK)
-@given(models())
+@given(designs().map(lambda d: d.source))
 def test_valid_designs_parse_without_diagnostics(src: str) -> None:
     module, diagnostics = parse(src)
     assert diagnostics == []
@@ -247,7 +247,7 @@ def test_no_mutation_of_a_real_file_makes_the_checker_raise(text: str) -> None:
 
 
 @settings(max_examples=600 * SCALE, deadline=None, suppress_health_check=SLOW_OK)
-@given(mutated(models()))
+@given(mutated(designs().map(lambda d: d.source)))
 def test_no_mutation_of_a_generated_design_makes_the_checker_raise(text: str) -> None:
     render_all(text, check_never_raises(text))
 

@@ -207,3 +207,114 @@ def test_boards_and_inputs_draw_valid_values() -> None:
         assert compiled.module(x)["policy"].shape == (3, 4)
 
     check()
+
+
+def test_designs_keep_to_their_knobs_and_check_cleanly() -> None:
+    from hypothesis import HealthCheck, given, settings
+
+    from mdl.testing.strategies import designs
+
+    allowed = {"relu", "layer_norm", "mlp"}
+
+    @settings(max_examples=40, deadline=None, database=None, suppress_health_check=[HealthCheck.too_slow])
+    @given(designs(primitives=allowed, statements=(2, 3), blocks=(0, 0), stdlib=False, max_width=16, depth=0))
+    def check(design) -> None:
+        assert design.primitives <= allowed | {"linear"}
+        assert "repeat" not in design.source and "block " not in design.source and "import" not in design.source
+        assert list(mdl.check_source(design.source)) == []  # no diagnostic at all, warnings included
+        compiled = mdl.compile_source(design.source)
+        assert compiled.params == design.params
+        assert all(n.type.shape[-1] <= 16 for n in compiled.ir.nodes)
+
+    check()
+    with pytest.raises(ValueError, match="unknown primitive conv2d"):
+        designs(primitives={"conv2d"})
+    with pytest.raises(ValueError, match="statements must be"):
+        designs(statements=(3, 1))
+
+
+def test_observations_lie_inside_the_environment_s_observation_space() -> None:
+    import gymnasium
+    import numpy as np
+    from hypothesis import given, settings
+    from hypothesis import strategies as st
+
+    from mdl.testing.strategies import observations
+
+    cartpole = gymnasium.make("CartPole-v1")
+    spaces = gymnasium.spaces
+
+    @settings(max_examples=30, deadline=None, database=None)
+    @given(observations("CartPole-v1"), observations("game2048"), observations(cartpole),
+           observations(spaces.MultiDiscrete([3, 5])), observations(spaces.Discrete(4, start=2)),
+           st.data())
+    def check(pole, board, pole2, multi, discrete, data) -> None:
+        for obs in (pole, pole2):
+            assert obs.shape == (4,) and obs.dtype == np.float32 and cartpole.observation_space.contains(obs)
+        assert board.shape == (4, 4) and (board > 0).sum() >= 2
+        assert spaces.MultiDiscrete([3, 5]).contains(multi) and 2 <= int(discrete) <= 5
+
+    check()
+    with pytest.raises(ValueError, match="Box, Discrete"):
+        observations(spaces.Text(5))
+
+
+# -------------------------------------------------------------- mutations found and shrunk by hypothesis
+def _shrunk_counterexample(law) -> int:
+    """Run `law` over small `designs()` until it fails; the node count of the design hypothesis shrank
+    the failure to (hypothesis runs the minimal failing example last)."""
+    from hypothesis import HealthCheck, Phase, given, settings
+
+    from mdl.dsl.diagnostics import CompileError
+    from mdl.testing.strategies import designs
+
+    tried: list = []
+
+    @settings(max_examples=60, deadline=None, database=None, derandomize=True, phases=[Phase.generate, Phase.shrink],
+              report_multiple_bugs=False, suppress_health_check=[HealthCheck.too_slow])
+    @given(designs(statements=(0, 2), blocks=(0, 1)))
+    def prop(generated) -> None:
+        tried.append(generated)
+        try:
+            compiled = mdl.compile_source(generated.source)
+        except CompileError as exc:  # a broken shape rule can make a valid design fail to check
+            raise AssertionError(f"no longer checks: {exc}") from None
+        law(compiled)
+
+    with pytest.raises(AssertionError):
+        prop()
+    return len(tried[-1].nodes)
+
+
+def test_hypothesis_shrinks_a_wrong_parameter_formula_to_three_nodes(monkeypatch: pytest.MonkeyPatch) -> None:
+    _with_rule(monkeypatch, "linear", params=lambda s: s.d * s.attrs["out"])  # the bias forgotten
+    assert _shrunk_counterexample(lambda c: assert_matches_torch(c, batches=(2,))) <= 3
+
+
+def test_hypothesis_shrinks_a_wrong_shape_rule_to_three_nodes(monkeypatch: pytest.MonkeyPatch) -> None:
+    from mdl.compiler import shapes
+
+    def one_wider(site):
+        t = shapes.linear(site)
+        return dataclasses.replace(t, shape=(*t.shape[:-1], t.shape[-1] + 1))
+
+    _with_rule(monkeypatch, "linear", infer=one_wider)
+    assert _shrunk_counterexample(lambda c: assert_matches_torch(c, batches=(2,))) <= 3
+
+
+def test_hypothesis_shrinks_an_export_that_changes_one_weight_to_three_nodes(monkeypatch: pytest.MonkeyPatch) -> None:
+    import torch
+
+    from mdl.runtime.export import pt
+
+    original = pt.write
+
+    def tampered(src, path, moe, compare):
+        module = copy.deepcopy(src.compiled.module)
+        with torch.no_grad():
+            next(module.parameters()).view(-1)[0] += 1.0
+        return original(dataclasses.replace(src, compiled=dataclasses.replace(src.compiled, _module=module)),
+                        path, moe, compare)
+
+    monkeypatch.setattr(pt, "write", tampered)
+    assert _shrunk_counterexample(lambda c: assert_exports_match(c, formats=("pt",))) <= 3

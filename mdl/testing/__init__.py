@@ -51,10 +51,28 @@ def _module_params(gm: Any, name: str) -> int:
     return sum(p.numel() for p in sub.parameters())
 
 
+def _shape_prop(gm: Any) -> Any:
+    """torch.fx's ShapeProp, a node that fails to run reported as an AssertionError at its design line."""
+    from torch.fx.passes.shape_prop import ShapeProp
+
+    class Prop(ShapeProp):
+        def run_node(self, n: Any) -> Any:
+            try:
+                return super().run_node(n)
+            except Exception as exc:
+                node = n.meta.get("mdl_node")
+                if node is None:
+                    raise
+                cause = exc.__cause__ or exc
+                raise AssertionError(f"{_where(node)}: `{node.name}` ({node.op}) with the static input shapes "
+                                     f"fails to run in the lowered module: {cause}") from None
+
+    return Prop(gm)
+
+
 def assert_matches_torch(compiled: Any, batches: Iterable[int] = (1, 3, 8)) -> None:
     """Static params (per node and in total) and every node's static shape equal the lowered module's."""
     import torch
-    from torch.fx.passes.shape_prop import ShapeProp
 
     from mdl.compiler.lower import example_inputs, example_sizes, lower
 
@@ -73,7 +91,7 @@ def assert_matches_torch(compiled: Any, batches: Iterable[int] = (1, 3, 8)) -> N
     for batch in batches:
         sizes = example_sizes(graph, batch)
         with torch.no_grad():
-            ShapeProp(gm).propagate(*example_inputs(graph, sizes, torch.Generator().manual_seed(0)))
+            _shape_prop(gm).propagate(*example_inputs(graph, sizes, torch.Generator().manual_seed(0)))
         for fx_node in gm.graph.nodes:
             node = fx_node.meta.get("mdl_node")
             meta = fx_node.meta.get("tensor_meta")
