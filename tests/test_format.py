@@ -421,7 +421,8 @@ type_anns = st.builds(ast.TypeAnn, st.sampled_from(["int", "float"]), st.none() 
 params = st.lists(st.builds(ast.Param, names, st.none() | type_anns, st.none() | exprs), max_size=3).map(tuple)
 keys = st.one_of(names, st.sampled_from(["model", "model.experts", "algo.lr"]))
 entries = st.builds(ast.Entry, keys, exprs)
-sweeps = st.lists(entries, max_size=3).map(lambda es: ast.Sweep(tuple(es)))
+sweeps = st.builds(lambda es, kind: ast.Section(tuple(es), kind=kind), st.lists(entries, max_size=3),
+                   st.sampled_from(["sweep", "limits"]))
 items = st.one_of(
     st.builds(ast.Import, dotted, st.none(), st.none() | names),
     st.builds(lambda path, alias: ast.Import(None, path, alias), strings.map(lambda s: s.value), names),

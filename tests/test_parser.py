@@ -155,7 +155,7 @@ def test_experiment_with_every_key_and_a_qualified_sweep() -> None:
         ast.Entry("algo", C("ppo", lr=N(3e-4), gamma=N(0.99))),
         ast.Entry("budget", ast.Quantity(2_000_000, "steps")),
         ast.Entry("seeds", ast.List((N(1), N(2), N(3)))),
-        ast.Sweep((
+        ast.Section((
             ast.Entry("lr", ast.List((N(1e-4), N(3e-4)))),
             ast.Entry("model.experts", ast.List((N(4), N(8)))),
             ast.Entry("algo.gamma", ast.List((N(0.9),))),

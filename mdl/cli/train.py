@@ -85,13 +85,16 @@ def _print_plan(runs, out: Console, as_json: bool) -> int:
     if as_json:
         print(json.dumps(runs.to_json(), indent=2))
         return EXIT_OK
-    seeds = sorted({r.seed for r in runs.runs})
+    pruned = sum(p.pruned is not None for p in runs.points)
+    kept = len(runs.points) - pruned
+    points = f"{kept} point{'s' * (kept != 1)}" + (f" of {len(runs.points)}, {pruned} pruned," if pruned else "")
     out.print(f"experiment {escape(runs.experiment)}: {len(runs.runs)} run{'s' * (len(runs.runs) != 1)} "
-              f"({len(runs.points)} point{'s' * (len(runs.points) != 1)} x seeds {', '.join(map(str, seeds))}) "
+              f"({points} x seeds {', '.join(map(str, runs.seeds))}) "
               f"under {escape(str(runs.experiment_dir))}", highlight=False, soft_wrap=True)
     table = Table(box=None, header_style="bold")
     for column in ("point", "params", "FLOPs/sample", "train memory", "compute", "pruned"):
-        table.add_column(column, justify="left" if column in ("point", "pruned") else "right")
+        table.add_column(column, justify="left" if column in ("point", "pruned") else "right",
+                         overflow="fold", no_wrap=column == "point")
     for p in runs.points:
         table.add_row(escape(p.name or "(no sweep)"), f"{p.params:,}", format_count(p.flops), fmt_bytes(p.memory_bytes),
                       f"{p.compute:.3g}" if p.compute is not None else "-", escape(p.pruned or ""))

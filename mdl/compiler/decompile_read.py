@@ -18,7 +18,7 @@ from mdl.compiler.primitives import PRIMITIVES
 ARITH = {"add": "+", "sub": "-", "mul": "*", "div": "/"}
 KNOWN_OPS = {"input", "neg", *ARITH, *PRIMITIVES}
 KEYWORDS = {"import", "as", "const", "block", "model", "experiment", "input", "output", "repeat", "return",
-            "sweep", "true", "false", "none", "dim"}
+            "sweep", "limits", "true", "false", "none", "dim"}
 IDENT = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import itertools
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -17,6 +18,8 @@ from mdl.compiler.elaborate import Elaborator
 from mdl.compiler.envs import ENV_KINDS, EnvKind
 from mdl.compiler.ir import Graph, TensorType
 from mdl.compiler.resolve import ModuleScope
+from mdl.compiler.search import Range, Search, grid_points
+from mdl.compiler.search_check import check_limits, check_range, check_search, check_search_space
 from mdl.compiler.values import UNKNOWN, CallValue, Frame, QuantityValue, Symbol, Tensor
 from mdl.dsl import ast
 from mdl.dsl.ast import Span
@@ -48,7 +51,8 @@ PPO_ARGS: tuple[Arg, ...] = (
         doc="stop an update's remaining epochs once approx_kl exceeds this (none: never)"),
     Arg("adam_eps", "float", 1e-5, low=0, low_open=True, high=1, doc="Adam epsilon"),
 )
-KEYS = ("model", "env", "algo", "budget", "seeds", "checkpoint", "export", "device", "sweep")
+KEYS = ("model", "env", "algo", "budget", "seeds", "checkpoint", "export", "device", "sweep", "search", "limits")
+SECTIONS = ("sweep", "limits")
 EXPORT_FORMATS = ("onnx", "pt", "py", "json")
 DEVICES = ("auto", "cpu", "cuda")
 STEP_UNITS = {"steps": 1, "step": 1}
@@ -81,7 +85,9 @@ class ExperimentSpec:
     budget_steps: int | None = None
     budget_seconds: float | None = None
     seeds: tuple[int, ...] = (1,)
-    sweep: dict[str, tuple] = field(default_factory=dict)  # "model.experts" / "algo.lr" -> values
+    sweep: dict[str, tuple | Range] = field(default_factory=dict)  # "model.experts" / "algo.lr" -> values
+    search: Search = field(default_factory=Search)
+    limits: dict[str, float] = field(default_factory=dict)  # "params" -> 600_000.0 (LANGUAGE.md `limits`)
     checkpoint_every: int | None = None
     checkpoint_keep: int = 3
     export: tuple[str, ...] = ()
@@ -89,12 +95,17 @@ class ExperimentSpec:
     point: dict[str, Any] = field(default_factory=dict)  # the sweep point this spec is at (`at`); {} = none
     # Every sweep point's model graph, by `args_key(model_args)` (elaborated while checking the sweep).
     point_graphs: dict[tuple, Graph] = field(default_factory=dict, repr=False)
+    # Builds the model at arguments the checker did not (a sampled `int_uniform`): (graph or None, the
+    # first error's message or None). Set by the checker; not part of the spec's value.
+    elaborate: Callable[[dict[str, Any]], tuple[Graph | None, str | None]] | None = field(
+        default=None, repr=False, compare=False)
+    invalid: str | None = None  # at a point whose model does not build: the checker's first error
 
     def points(self) -> list[dict[str, Any]]:
         """The sweep's grid, one dict ("model.experts" -> 8, "algo.lr" -> 1e-4) per point, the first key
-        varying slowest (the order keys are written in); `[{}]` without a sweep."""
-        keys = list(self.sweep)
-        return [dict(zip(keys, combo, strict=True)) for combo in itertools.product(*self.sweep.values())]
+        varying slowest (the order keys are written in); `[{}]` without a sweep. Sampled searches draw
+        their points instead (mdl.runtime.plan)."""
+        return grid_points(self.sweep)
 
     def at(self, point: dict[str, Any]) -> ExperimentSpec:
         """This experiment at one sweep point: its PPO settings and model arguments replaced by the
@@ -103,8 +114,17 @@ class ExperimentSpec:
         for key, value in point.items():
             target, name = key.split(".", 1)
             (algo if target == "algo" else model_args)[name] = value
-        graph = self.point_graphs.get(args_key(model_args), self.graph) if model_args != self.model_args else self.graph
-        return dataclasses.replace(self, algo=algo, model_args=model_args, graph=graph, point=dict(point))
+        graph, invalid = self.graph, None
+        if not _same_args(model_args, self.model_args):
+            key = args_key(model_args)
+            if key in self.point_graphs:
+                graph = self.point_graphs[key]
+            elif self.elaborate is not None:
+                graph, invalid = self.elaborate(model_args)
+                if graph is not None:
+                    self.point_graphs[key] = graph
+        return dataclasses.replace(self, algo=algo, model_args=model_args, graph=graph, point=dict(point),
+                                   invalid=invalid)
 
 
 class ExperimentChecker:
@@ -117,15 +137,17 @@ class ExperimentChecker:
         self.el.err(None, code, span, message, help, fix=fix)
 
     def check(self, exp: ast.Experiment) -> ExperimentSpec | None:
+        errors_before = sum(d.is_error for d in self.el.diagnostics)
         entries: dict[str, ast.Entry] = {}
-        sweeps: list[ast.Sweep] = []
+        sections: dict[str, ast.Section] = {}
         for e in exp.entries:
-            if isinstance(e, ast.Sweep):
-                if sweeps:
-                    self.err("E0401", e.span, "`sweep` is given twice", "put all sweep keys in one `sweep { }`")
-                sweeps.append(e)
+            if isinstance(e, ast.Section):
+                if e.kind in sections:
+                    self.err("E0401", e.span, f"`{e.kind}` is given twice", f"put all its keys in one `{e.kind} {{ }}`")
+                else:
+                    sections[e.kind] = e
                 continue
-            if e.key not in KEYS or e.key == "sweep":
+            if e.key not in KEYS or e.key in SECTIONS:
                 guess = did_you_mean(e.key, KEYS)
                 fix = Fix(f"change to `{guess}`", (Edit(e.key_span, guess),)) if guess else None
                 self.err("E0401", e.key_span, f"unknown experiment key `{e.key}`",
@@ -151,6 +173,8 @@ class ExperimentChecker:
         self._seeds(spec, values, entries)
         self._checkpoint(spec, values, entries)
         self._export_device(spec, values, entries)
+        spec.search = check_search(self, values.get("search"), entries.get("search"))
+        spec.limits = check_limits(self, sections.get("limits"), frame)
         model = self._model_call(entries["model"], spec)
         if model is None:
             return spec
@@ -159,12 +183,34 @@ class ExperimentChecker:
         spec.graph = graph
         if graph is not None and spec.env is not None:
             self._against_env(graph, spec.env, entries["model"], entries["env"])
-        if sweeps:
-            self._sweep(sweeps[0], spec, model, entries["model"])
-        self._norm_obs(spec, values.get("algo"), sweeps[0] if sweeps else None)
+        sweep = sections.get("sweep")
+        if sweep is not None:
+            self._sweep(sweep, spec, model, entries["model"])
+        spec.elaborate = self._elaborator(model, entries["model"], spec.env)
+        self._norm_obs(spec, values.get("algo"), sweep)
+        if sum(d.is_error for d in self.el.diagnostics) == errors_before:
+            check_search_space(self, spec, sweep, sections.get("limits"), entries.get("search"))
         return spec
 
-    def _norm_obs(self, spec: ExperimentSpec, algo: Any, sweep: ast.Sweep | None) -> None:
+    def _elaborator(self, model: ast.Model, model_entry: ast.Entry, env: EnvSpec | None):
+        """`ExperimentSpec.elaborate`: the model at new arguments, checked as a sweep point is, with
+        diagnostics of its own (the analysis is finished by then)."""
+        scope, spans = self.scope, self._arg_spans(model_entry)
+
+        def build(args: dict[str, Any]) -> tuple[Graph | None, str | None]:
+            diagnostics: list = []
+            checker = ExperimentChecker(Elaborator(diagnostics), scope)
+            graph = checker.el.model(model, scope, dict(args), spans, model_entry.value.span)
+            if graph is not None and env is not None:
+                checker._against_env(graph, env, model_entry, model_entry)
+            errors = [d for d in diagnostics if d.is_error]
+            if graph is None or errors:
+                return None, f"{errors[0].code}: {errors[0].message}" if errors else "the model does not build"
+            return graph, None
+
+        return build
+
+    def _norm_obs(self, spec: ExperimentSpec, algo: Any, sweep: ast.Section | None) -> None:
         """`norm_obs` standardises float features; on int observations (2048's tile exponents, which an
         embedding reads) it would feed the embedding fractions, so it is an error there."""
         if spec.env is None or spec.env.observation.dtype != "int":
@@ -400,7 +446,7 @@ class ExperimentChecker:
                          "end the value head with `linear(out=1)`")
 
     # ------------------------------------------------------------------------------------ sweep
-    def _sweep(self, sweep: ast.Sweep, spec: ExperimentSpec, model: ast.Model, model_entry: ast.Entry) -> None:
+    def _sweep(self, sweep: ast.Section, spec: ExperimentSpec, model: ast.Model, model_entry: ast.Entry) -> None:
         model_params = {p.name for p in model.params}
         algo_keys = {a.name for a in PPO_ARGS}
         frame = Frame(self.scope)
@@ -436,6 +482,14 @@ class ExperimentChecker:
                          "before)", "put all its values in one list")
                 continue
             swept[f"{target}.{name}"] = key
+            if isinstance(e.value, ast.Call):  # a range: uniform(a, b), log_uniform(a, b), int_uniform(a, b)
+                arg = next(a for a in PPO_ARGS if a.name == name) if target == "algo" else None
+                param = next(p for p in model.params if p.name == name) if target == "model" else None
+                ptype = param.type.name if param is not None and param.type is not None else None
+                found = check_range(self, e.value, self.value(e.value, frame), key, arg, ptype)
+                if found is not None:
+                    spec.sweep[f"{target}.{name}"] = found
+                continue
             values = self.el.eval(e.value, frame)
             if values is UNKNOWN:
                 continue
@@ -455,7 +509,7 @@ class ExperimentChecker:
             spec.sweep[f"{target}.{name}"] = values
         points = 1
         for values in spec.sweep.values():
-            points *= len(values)
+            points *= 1 if isinstance(values, Range) else len(values)
         if points > MAX_SWEEP_POINTS:
             self.err("E0411", sweep.span, f"the sweep has {points} points; at most {MAX_SWEEP_POINTS} are allowed",
                      "sweep fewer values, or split the sweep over several experiments")

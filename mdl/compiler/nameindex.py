@@ -303,7 +303,7 @@ class _Indexer(ScopeWalker):
                     found = self.scope.lookup(entry.value.func)
                     model = found if found is not None and isinstance(found[0], ast.Model) else None
         for entry in exp.entries:
-            if isinstance(entry, ast.Sweep):
+            if isinstance(entry, ast.Section):
                 for e in entry.entries:
                     self.sweep_key(e, model)
                     self.expr(e.value, {}, None)

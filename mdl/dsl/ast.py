@@ -261,15 +261,18 @@ class Entry:
 
 
 @dataclass(frozen=True, slots=True)
-class Sweep:
+class Section:
+    """`sweep { ... }` or `limits { ... }` in an experiment: `kind` is the keyword."""
+
     entries: tuple[Entry, ...]
     span: Span = _span()
+    kind: str = "sweep"
 
 
 @dataclass(frozen=True, slots=True)
 class Experiment:
     name: str
-    entries: tuple[Entry | Sweep, ...]
+    entries: tuple[Entry | Section, ...]
     span: Span = _span()
     name_span: Span = _span()
 

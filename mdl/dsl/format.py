@@ -230,7 +230,7 @@ def _import(item: ast.Import) -> str:
     return f"import {item.module}{alias}"
 
 
-def _header(node: ast.Block | ast.Model | ast.Repeat | ast.Experiment | ast.Sweep) -> tuple[str, int]:
+def _header(node: ast.Block | ast.Model | ast.Repeat | ast.Experiment | ast.Section) -> tuple[str, int]:
     """What comes before `{`, and the source line the `{` is on (as near as the spans tell)."""
     line = node.span.line
     match node:
@@ -244,13 +244,13 @@ def _header(node: ast.Block | ast.Model | ast.Repeat | ast.Experiment | ast.Swee
             return f"repeat {format_expr(count)}{alias}", max(line, count.span.end_line)
         case ast.Experiment(name):
             return f"experiment {name}", line
-        case ast.Sweep():
-            return "sweep", line
+        case ast.Section(kind=kind):
+            return kind, line
     raise TypeError(f"not a declaration with a body: {node!r}")
 
 
-def _children(node: ast.Block | ast.Model | ast.Repeat | ast.Experiment | ast.Sweep) -> Sequence:
-    if isinstance(node, ast.Experiment | ast.Sweep):
+def _children(node: ast.Block | ast.Model | ast.Repeat | ast.Experiment | ast.Section) -> Sequence:
+    if isinstance(node, ast.Experiment | ast.Section):
         return node.entries
     return node.body
 
@@ -271,8 +271,8 @@ class _Run:
     force: bool = False  # the next thing gets a blank line whatever the source had (between items)
 
 
-_Node = ast.Item | ast.Stmt | ast.Entry | ast.Sweep
-_BODIED = (ast.Block, ast.Model, ast.Repeat, ast.Experiment, ast.Sweep)
+_Node = ast.Item | ast.Stmt | ast.Entry | ast.Section
+_BODIED = (ast.Block, ast.Model, ast.Repeat, ast.Experiment, ast.Section)
 
 
 class _Printer:
@@ -369,7 +369,7 @@ class _Printer:
                 return [indent + _import(node)]
         raise TypeError(f"not a statement: {node!r}")
 
-    def _bodied(self, node: ast.Block | ast.Model | ast.Repeat | ast.Experiment | ast.Sweep, indent: str,
+    def _bodied(self, node: ast.Block | ast.Model | ast.Repeat | ast.Experiment | ast.Section, indent: str,
                 run: _Run, limit: float) -> None:
         header, header_line = _header(node)
         self._lead(node, lambda c: c.span.line < header_line, indent, run)
@@ -390,7 +390,7 @@ class _Printer:
         children = _children(node)
         if not children:
             return f"{indent}{header} {{ }}"
-        if isinstance(node, ast.Sweep):
+        if isinstance(node, ast.Section):
             line = f"{indent}{header} {{ " + "; ".join(f"{e.key} = {format_expr(e.value)}" for e in children) + " }"
             if len(line) <= MAX_WIDTH:
                 return line

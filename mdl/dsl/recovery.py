@@ -29,7 +29,7 @@ from mdl.dsl.tree import lalr, tok_span
 OPENERS = {"(": ")", "[": "]", "{": "}"}
 CLOSERS = {")": "(", "]": "[", "}": "{"}
 # The keywords that name what a `{` belongs to, for "expected `}` to close model `M`".
-_OWNERS = frozenset({"model", "block", "experiment", "repeat", "sweep"})
+_OWNERS = frozenset({"model", "block", "experiment", "repeat", "sweep", "limits"})
 # Keywords that start a top-level item: met inside a body, they mean its `}` is missing.
 ITEM_KEYWORDS = frozenset({"import", "const", "block", "model", "experiment"})
 

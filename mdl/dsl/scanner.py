@@ -21,7 +21,7 @@ from mdl.dsl.ast import Span
 # Tokens after which a newline does not end the statement.
 _CONTINUES = frozenset({"+", "-", "*", "/", ",", "=", "{", "->", "(", "["})
 KEYWORDS = frozenset(
-    ["import", "as", "const", "block", "model", "experiment", "input", "output", "repeat", "return", "sweep", "true", "false", "none"]
+    ["import", "as", "const", "block", "model", "experiment", "input", "output", "repeat", "return", "sweep", "limits", "true", "false", "none"]
 )
 
 

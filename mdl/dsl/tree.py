@@ -190,7 +190,10 @@ class _ToAst(Transformer):
         return ast.Entry(key.id, value, _covering(ch), key.span)
 
     def sweep(self, ch):
-        return ast.Sweep(tuple(_nodes(ch)), _covering(ch))
+        return ast.Section(tuple(_nodes(ch)), _covering(ch), "sweep")
+
+    def limits(self, ch):
+        return ast.Section(tuple(_nodes(ch)), _covering(ch), "limits")
 
     # ------------------------------------------------------------------------------- expressions
     def pipe(self, ch):

@@ -65,5 +65,5 @@ def item_exprs(item) -> Iterator[ast.Expr]:
                 yield from iter_exprs(e)
     elif isinstance(item, ast.Experiment):
         for entry in item.entries:
-            for e in entry.entries if isinstance(entry, ast.Sweep) else (entry,):
+            for e in entry.entries if isinstance(entry, ast.Section) else (entry,):
                 yield from iter_exprs(e.value)

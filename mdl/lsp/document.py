@@ -157,7 +157,7 @@ def find_at(snap, offset: int) -> Hit | None:
                 return Hit("binding", stmt, item)
     if isinstance(item, ast.Experiment):
         for entry in item.entries:
-            for e in entry.entries if isinstance(entry, ast.Sweep) else (entry,):
+            for e in entry.entries if isinstance(entry, ast.Section) else (entry,):
                 if _contains(e.key_span, offset):
                     return Hit("entry", e, item)
     for expr in item_exprs(item):

@@ -167,10 +167,10 @@ def document_symbols(snapshot) -> list[types.DocumentSymbol]:
         elif isinstance(item, ast.Experiment):
             children = []
             for entry in item.entries:
-                entries = entry.entries if isinstance(entry, ast.Sweep) else (entry,)
+                entries = entry.entries if isinstance(entry, ast.Section) else (entry,)
                 for e in entries:
                     children.append(_symbol(snapshot, e.key, types.SymbolKind.Property, e.span, e.key_span.start,
-                                            "sweep" if isinstance(entry, ast.Sweep) else None))
+                                            "sweep" if isinstance(entry, ast.Section) else None))
             out.append(_symbol(snapshot, item.name, types.SymbolKind.Event, item.span, item.name_span.start,
                                "experiment", children))
     return out

@@ -4,7 +4,8 @@
 point's static costs, read from the front end's IR (no torch): parameters, forward FLOPs per sample,
 training memory at the experiment's minibatch size, and whole-run training compute
 (`budget steps x flops x (1 + 3 x epochs)`, LANGUAGE.md "Searching a design space"; None with only a
-time budget). `pruned` is the reason a point is not trained (the `limits` of a later issue; None here).
+time budget). `pruned` is the reason a point is not trained: the `limits` it breaks and by how much
+(`params 1.3M > limit 1M (1.30x)`), or that its model does not build at a sampled value.
 
 A point's name is readable and stable: its swept values in the order the sweep writes them,
 `experts=8,lr=0.0001`, each key without its `model.` / `algo.` prefix unless both have that name, each
@@ -20,8 +21,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from mdl.compiler import cost
 from mdl.compiler.experiment import ExperimentSpec
+from mdl.compiler.search import Range, point_costs, prune_reason, random_points
 from mdl.runtime.errors import TrainError
 
 _UNSAFE = re.compile(r"[^A-Za-z0-9._+=,\-\[\]]")
@@ -63,6 +64,7 @@ class Plan:
     out: Path
     points: list[Point]
     runs: list[PlannedRun]  # the runs to train: every unpruned point x every seed
+    seeds: tuple[int, ...] = ()
 
     @property
     def experiment_dir(self) -> Path:
@@ -141,41 +143,46 @@ def select_points(spec: ExperimentSpec, points: list[dict[str, Any]], selection:
         resolved[found[0]] = text
     chosen = [p for p in points if all(_matches(p[k], t) for k, t in resolved.items())]
     if not chosen:
-        values = "; ".join(f"{names[k]}: {', '.join(format_value(v) for v in spec.sweep[k])}" for k in resolved)
+        values = "; ".join(f"{names[k]}: " + (spec.sweep[k].text() if isinstance(spec.sweep[k], Range) else
+                                                ", ".join(format_value(v) for v in spec.sweep[k])) for k in resolved)
         raise TrainError(f"no sweep point has {', '.join(f'{k}={t}' for k, t in selection.items())} ({values})")
     return chosen
-
-
-def point_costs(spec: ExperimentSpec, budget_steps: int | None) -> tuple[int, int | None, int | None, int | None]:
-    """(params, forward FLOPs per sample, training memory at the minibatch size, run compute)."""
-    graph = spec.graph
-    flops = cost.total_flops(graph)
-    rollout, minibatches, epochs = (int(spec.algo[k]) for k in ("rollout", "minibatches", "epochs"))
-    envs = spec.env.envs if spec.env is not None else 1
-    minibatch = max(1, rollout * envs // minibatches)
-    memory = cost.memory(graph, minibatch).training
-    compute = budget_steps * flops * (1 + 3 * epochs) if budget_steps is not None and flops is not None else None
-    return graph.params, flops, memory, compute
 
 
 def plan(spec: ExperimentSpec, out: str | Path, seeds: list[int] | None = None, point: str | None = None,
          budget_steps: int | None = None) -> Plan:
     """The runs of `spec` under `out`: every point x seed, or those `seeds` / `point` (the `--point`
-    text) select. `budget_steps` replaces the experiment's for the compute figure. Raises TrainError
-    for a selection that matches nothing."""
+    text) select. A `grid` search's points are the sweep's grid; a `random` search's, `trials` points
+    within the limits drawn from its seed (those drawn over a limit are listed, pruned). A point over a
+    limit, or whose model does not build at a sampled value, is pruned: listed, never trained.
+    `budget_steps` replaces the experiment's for the compute figure. Raises TrainError for a
+    selection that matches nothing."""
     out = Path(out)
-    values = spec.points()
+    steps = budget_steps if budget_steps is not None else spec.budget_steps
+    points: dict[tuple, Point] = {}
+
+    def point_at(v: dict[str, Any]) -> Point:
+        key = tuple((k, repr(x)) for k, x in v.items())
+        if key not in points:
+            at = spec.at(v)
+            if at.graph is None:
+                points[key] = Point(v, point_name(v), at, 0, None, None, None, f"does not build: {at.invalid}")
+            else:
+                costs = point_costs(at, steps)
+                points[key] = Point(v, point_name(v), at, *costs, prune_reason(costs, spec.limits))
+        return points[key]
+
+    if spec.search.kind == "random":
+        values = random_points(spec.sweep, spec.search.trials, spec.search.seed, lambda v: point_at(v).pruned is None)
+    else:
+        values = spec.points()
     if point is not None:
         values = select_points(spec, values, parse_selection(point))
-    steps = budget_steps if budget_steps is not None else spec.budget_steps
-    points = []
-    for v in values:
-        at = spec.at(v)
-        points.append(Point(v, point_name(v), at, *point_costs(at, steps)))
+    listed = [point_at(v) for v in values]
     run_seeds = list(seeds) if seeds else list(spec.seeds)
     runs = [PlannedRun(p, seed, out / spec.name / (p.name or "") / str(seed))  # no sweep: OUT/<exp>/<seed>
-            for p in points if p.pruned is None for seed in run_seeds]
-    return Plan(spec.name, out, points, runs)
+            for p in listed if p.pruned is None for seed in run_seeds]
+    return Plan(spec.name, out, listed, runs, tuple(run_seeds))
 
 
 __all__ = ["Plan", "PlannedRun", "Point", "format_value", "parse_selection", "plan", "point_name", "short_keys"]

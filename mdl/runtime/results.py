@@ -9,7 +9,8 @@ interval; [mean, mean] when there is no spread to resample). `best` is the point
 
 The layout is DESIGN.md's: `{"experiment", "runs": [{"point", "seed", "run_dir", "status", "score",
 "error"}], "points": [{"point", "n", "mean", "std", "min", "max", "iqm", "ci95", "params", "flops",
-"pruned"}], "best"}`.
+"pruned"}], "best"}`. A pruned point's runs are listed with status `pruned` (no run directory, its
+reason as the error); each scored point also has `pareto`, the costs on whose front it lies.
 """
 
 from __future__ import annotations
@@ -88,10 +89,27 @@ def experiment_summary(plan: Plan, summaries: dict[str, dict[str, Any] | None]) 
                   if r["point"] == point.values and r["status"] == "completed" and r["score"] is not None]
         points.append({"point": point.values, "name": point.name, **point_stats(scores), "params": point.params,
                        "flops": point.flops, "pruned": point.pruned})
+        if point.pruned is not None:
+            runs += [{"point": point.values, "seed": seed, "run_dir": None, "status": "pruned", "score": None,
+                      "error": point.pruned} for seed in plan.seeds]
     scored = [p for p in points if p["mean"] is not None]
+    mark_pareto(scored)
     best = max(scored, key=lambda p: p["mean"]) if scored else None
     return {"experiment": plan.experiment, "runs": runs, "points": points,
             "best": {"point": best["point"], "name": best["name"], "mean": best["mean"]} if best else None}
+
+
+def mark_pareto(points: list[dict[str, Any]]) -> None:
+    """Give each scored point `pareto`: the costs ("params", "flops") on whose score-vs-cost front it
+    lies (no other point is as cheap and as good, one of them strictly)."""
+    from mdl.runtime.plots import pareto_front
+
+    for p in points:
+        p["pareto"] = []
+    for cost in ("params", "flops"):
+        rows = [p for p in points if isinstance(p[cost], int | float)]
+        for i in pareto_front([p[cost] for p in rows], [p["mean"] for p in rows]):
+            rows[i]["pareto"].append(cost)
 
 
 def read_summaries(plan: Plan) -> dict[str, dict[str, Any] | None]:
