@@ -75,3 +75,26 @@ async def test_inlay_hints_on_a_broken_document_do_not_fail(client: LanguageClie
         uri=path.as_uri(), language_id="mdl", version=1, text=text)))
     hints = await _hints(client, path.as_uri(), 0, 40)
     assert all(isinstance(h.label, str) for h in hints)
+
+
+@pytest.mark.asyncio
+async def test_sweep_and_limits_hints_count_points_and_pruning_and_a_limit_that_prunes_all_is_an_error(
+        client: LanguageClient, tmp_path: Path) -> None:
+    from lsp_client import change_document, published
+
+    text = (ROOT / "examples" / "moe_2048.mdl").read_text(encoding="utf-8").replace(
+        "    sweep { lr = [1e-4, 3e-4]; experts = [4, 8] }",
+        "    sweep { d = [64, 128, 256]; layers = [1, 2]; experts = [2, 4] }\n    limits { params = 600k }")
+    path = tmp_path / "limits.mdl"
+    path.write_text(text, encoding="utf-8")
+    uri = _open(client, path)
+    lines = text.splitlines()
+    sweep_line = next(i for i, line in enumerate(lines) if line.strip().startswith("sweep {"))
+    hints = await _hints(client, uri, sweep_line, sweep_line + 2)
+    labels = {h.position.line: h.label for h in hints}
+    assert labels[sweep_line] == "12 points, 6 over the limits"  # 6 have more than 600k (tests/test_search.py)
+    assert labels[sweep_line + 1] == "prunes 6 of 12 points"
+    assert not [d for d in (await published(client, uri, 1)).diagnostics if d.code == "E0416"]
+    change_document(client, uri, 2, text.replace("params = 600k", "params = 10k"))
+    (found,) = [d for d in (await published(client, uri, 2)).diagnostics if d.code == "E0416"]
+    assert found.range.start.line == sweep_line + 1 and "params = 85_701" in found.message

@@ -150,5 +150,25 @@ def random_points(sweep: dict[str, Any], trials: int, seed: int,
     return drawn
 
 
-__all__ = ["BYTE_UNITS", "LIMIT_KEYS", "RANGE_KINDS", "SEARCH_KINDS", "Range", "Search", "format_limit",
+def describe(spec: Any) -> tuple[str, str | None]:
+    """What the editor shows at an experiment's `sweep` and `limits`: (the points, what limits prune)."""
+    size = grid_size(spec.sweep)
+    if spec.search.kind != "grid":
+        space = f"of {size:,}" if size is not None else "sampled"
+        sweep = f"{spec.search.kind}: {spec.search.trials} trial{'s' * (spec.search.trials != 1)} {space}"
+    else:
+        sweep = f"{size:,} point{'s' * (size != 1)}" if size is not None else "ranges need a sampled search"
+    if not spec.limits or size is None or spec.graph is None:
+        return sweep, None
+    pruned = 0
+    for point in grid_points(spec.sweep):
+        at = spec.at(point)
+        if at.graph is None:
+            return sweep, None
+        pruned += prune_reason(point_costs(at, spec.budget_steps), spec.limits) is not None
+    return sweep + (f", {pruned} over the limits" if spec.search.kind == "grid" else ""), \
+        f"prunes {pruned} of {size:,} point{'s' * (size != 1)}"
+
+
+__all__ = ["BYTE_UNITS", "LIMIT_KEYS", "RANGE_KINDS", "SEARCH_KINDS", "Range", "Search", "describe", "format_limit",
            "grid_points", "grid_size", "over_limits", "point_costs", "prune_reason", "random_points"]

@@ -271,7 +271,7 @@ def complete(snap, offset: int) -> list[types.CompletionItem]:
         return _keyword_args(snap, call, False) + _values(snap, item, offset) + _callables(snap, item)
     if body == "experiment":
         if not ctx.statement:
-            return [_item(k, K.Property, "experiment key", insert=k if k == "sweep" else f"{k} = ") for k in KEYS]
+            return [_item(k, K.Property, "experiment key", insert=k if k in ("sweep", "limits") else f"{k} = ") for k in KEYS]
         if len(ctx.statement) == 2 and ctx.statement[1] == "=":
             return _experiment_values(snap, ctx.statement[0])
         return []

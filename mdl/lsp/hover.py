@@ -180,7 +180,11 @@ ENTRY_DOCS = {
     "algo": "`ppo(...)` with " + ", ".join(f"`{a.name}`" for a in PPO_ARGS),
     "budget": "steps (`2M steps`) or a duration (`10 min`)",
     "seeds": "list of ints; one run per seed",
-    "sweep": "grid over model or algo keys; one run per point and seed",
+    "sweep": "model or algo keys over lists (a grid) or ranges (`uniform`, `log_uniform`, `int_uniform`, "
+             "for a sampled search); one run per point and seed",
+    "search": "`grid` (default), `random(trials=N, seed=S)` or `optuna(trials=N, seed=S)`",
+    "limits": "upper bounds on each point's static cost: `params`, `flops` (per sample), `memory` (MB/GB), "
+              "`compute`; a point over one is never built or trained",
     "checkpoint": "`every(N steps, keep=K)`",
     "export": "list of `onnx`, `pt`, `py`, `json`",
     "device": "`auto` (default), `cpu`, `cuda`",

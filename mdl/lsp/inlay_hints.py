@@ -1,5 +1,6 @@
 """Inlay hints: the parameter count at each model header and block call, and the output shape after each
-binding (`x = ...`, `output y = ...`), at the model's default arguments with `B` symbolic.
+binding (`x = ...`, `output y = ...`), at the model's default arguments with `B` symbolic; after an
+experiment's `sweep { }` its points and after `limits { }` how many it prunes.
 
 The figures are the IR's, matched to the source by `mdl.lsp.hover` (`call_figures`, `binding_figures`):
 a model's total is `Graph.params`, a block call's is `cost.block_costs` — the numbers `mdlc compile`
@@ -11,6 +12,7 @@ from __future__ import annotations
 
 from lsprotocol import types
 
+from mdl.compiler.search import describe
 from mdl.dsl import ast
 from mdl.dsl.walk import iter_exprs, iter_stmts, stmt_exprs
 from mdl.lsp.document import binding_figures, call_figures, graphs_for, shapes_text
@@ -47,6 +49,8 @@ def collect_hints(snap) -> list[Hint]:
         return []
     hints: list[Hint] = []
     for item in scope.module.items:
+        if isinstance(item, ast.Experiment):
+            hints += _search_hints(snap, item)
         if not isinstance(item, ast.Block | ast.Model):
             continue
         in_model = isinstance(item, ast.Model)
@@ -75,6 +79,21 @@ def collect_hints(snap) -> list[Hint]:
                     hints.append((stmt.name_span.end, f": {shape}", types.InlayHintKind.Type,
                                   "output shape at the model's default arguments"))
     hints.sort(key=lambda h: h[0])
+    return hints
+
+
+def _search_hints(snap, item: ast.Experiment) -> list[Hint]:
+    """After `sweep { ... }`: how many points (or trials) it makes and how many the limits prune; after
+    `limits { ... }`: how many points it prunes (grids and finite random searches)."""
+    spec = (snap.analysis.experiments or {}).get(item.name)
+    sections = {e.kind: e for e in item.entries if isinstance(e, ast.Section)}
+    if spec is None or "sweep" not in sections:
+        return []
+    sweep, limits = describe(spec)
+    hints = [(sections["sweep"].span.end, sweep, types.InlayHintKind.Parameter, "the points this experiment trains")]
+    if limits is not None and "limits" in sections:
+        hints.append((sections["limits"].span.end, limits, types.InlayHintKind.Parameter,
+                      "sweep points over a limit are never built or trained (`mdlc train --plan` lists them)"))
     return hints
 
 
