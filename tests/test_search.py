@@ -19,7 +19,7 @@ from mdl.compiler.search import Range, random_points
 
 ROOT = Path(__file__).resolve().parent.parent
 DATA = Path(__file__).resolve().parent / "data" / "search"
-WIDTHS, RANDOM = DATA / "cartpole_limits.mdl", DATA / "cartpole_random.mdl"
+WIDTHS, RANDOM, OPTUNA = (DATA / f"cartpole_{n}.mdl" for n in ("limits", "random", "optuna"))
 
 
 def _moe_sweep(tmp_path: Path) -> Path:
@@ -143,6 +143,52 @@ def test_a_tiny_experiment_over_a_limit_prunes_one_point_and_draws_the_front(tmp
     assert (tmp_path / "report" / "pareto_params.png").stat().st_size > 5000
     assert (tmp_path / "report" / "pareto_flops.png").exists()
     assert "pruned" in (tmp_path / "report" / "report.html").read_text()
+
+
+def test_an_optuna_search_trains_six_points_answers_the_infeasible_and_continues(tmp_path: Path) -> None:
+    import optuna
+    from optuna.trial import TrialState
+
+    from mdl.runtime.optuna_search import open_study
+
+    code, _, err = mdlc("train", OPTUNA, "--out", tmp_path, "--jobs", "2")
+    assert code == 0, err
+    spec = analyze(OPTUNA.read_text(), str(OPTUNA)).experiments["tune"]
+    study = open_study(spec, tmp_path, create=False)
+    trials = study.get_trials()
+    complete = [t for t in trials if t.state == TrialState.COMPLETE]
+    pruned = [t for t in trials if t.state == TrialState.PRUNED]
+    assert len(complete) == 6 and all(t.user_attrs["point"]["model.width"] <= 122 for t in complete)
+    assert pruned and all("> limit 1k" in t.user_attrs["pruned"] for t in pruned)  # answered, not trained
+    assert all(t.user_attrs["point"]["model.width"] > 122 for t in pruned)
+    points, summary = _trained_points(tmp_path, "tune")
+    statuses = sorted(r["status"] for r in summary["runs"])
+    assert statuses == ["completed"] * 6 + ["pruned"] * len({json.dumps(t.user_attrs["point"]) for t in pruned})
+    for t in complete:  # the study was told each point's score
+        assert points[json.dumps(t.user_attrs["point"], sort_keys=True)]["mean"] == pytest.approx(t.value)
+    runs = sorted(tmp_path.glob("tune/*/1/summary.json"))
+    stamps = [p.stat().st_mtime_ns for p in runs]
+
+    code, _, err = mdlc("train", OPTUNA, "--out", tmp_path, "--jobs", "2")  # the same command: nothing new
+    assert code == 0, err
+    assert len(open_study(spec, tmp_path, create=False).get_trials()) == len(trials)
+    assert [p.stat().st_mtime_ns for p in runs] == stamps
+
+    # A driver stopped with a trial asked and not told: the next command trains that point first.
+    study = open_study(spec, tmp_path, create=False)
+    left = study.ask({"model.width": optuna.distributions.IntDistribution(2, 200),
+                      "algo.lr": optuna.distributions.FloatDistribution(1e-4, 1e-2, log=True)})
+    left.set_user_attr("point", {"model.width": 7, "algo.lr": 0.001})
+    seven = tmp_path / "seven.mdl"
+    seven.write_text(OPTUNA.read_text().replace("trials=6", "trials=7"))
+    code, _, err = mdlc("train", seven, "--out", tmp_path, "--jobs", "2")
+    assert code == 0, err
+    study = open_study(spec, tmp_path, create=False)
+    assert study.get_trials()[left.number].state == TrialState.COMPLETE
+    assert sum(t.state == TrialState.COMPLETE for t in study.get_trials()) == 7
+    assert (tmp_path / "tune" / "width=7,lr=0.001" / "1" / "summary.json").exists()
+    code, out, _ = mdlc("train", seven, "--out", tmp_path, "--plan", "--json")
+    assert code == 0 and json.loads(out)["runs"] == 7
 
 
 # --------------------------------------------------------------------------------------- diagnostics

@@ -55,6 +55,8 @@ def cmd_train(args: argparse.Namespace, out: Console, err: Console) -> int:
     from mdl.runtime.plan import plan
 
     spec = analysis.experiments[args.experiment or names[0]]
+    if spec.search.kind == "optuna":
+        return _optuna(spec, text, args, out, err, budget_steps, budget_seconds)
     try:
         runs = plan(spec, args.out, seeds=[args.seed] if args.seed is not None else None, point=args.point,
                     budget_steps=budget_steps)
@@ -74,6 +76,47 @@ def cmd_train(args: argparse.Namespace, out: Console, err: Console) -> int:
     except MdlRuntimeError as exc:
         return fail(err, exc)
     return _experiment_finished(runs, outcome, out, err, args.json)
+
+
+def _optuna(spec, text: str, args: argparse.Namespace, out: Console, err: Console, budget_steps, budget_seconds) -> int:
+    """`search = optuna(...)`: the study proposes the points (mdl.runtime.optuna_search)."""
+    from pathlib import Path
+
+    from mdl.runtime.errors import MdlRuntimeError
+    from mdl.runtime.optuna_search import JOURNAL, mean_scores, run_optuna, study_plan
+    from mdl.runtime.results import experiment_summary, read_summaries, write_experiment_summary
+    from mdl.runtime.scheduler import default_jobs
+    from mdl.runtime.sweep import Options, Outcome, run_experiment
+
+    if args.point:
+        return fail(err, "--point selects points of a grid or random search; an optuna search proposes its own",
+                    EXIT_USAGE)
+    seeds = [args.seed] if args.seed is not None else list(spec.seeds)
+    steps = budget_steps if budget_steps is not None else spec.budget_steps
+    try:
+        if args.plan:
+            plan = study_plan(spec, Path(args.out), seeds, steps)
+            if not args.json:
+                out.print(f"optuna search: {spec.search.trials} trained points proposed one after another "
+                          f"(seed {spec.search.seed}); the study so far:", highlight=False)
+            return _print_plan(plan, out, args.json)
+        if args.fresh:  # a new study; the runs of the points it proposes start over
+            (Path(args.out) / spec.name / JOURNAL).unlink(missing_ok=True)
+        options = Options(jobs=args.jobs, ray=args.ray, fresh=args.fresh, budget_steps=budget_steps,
+                          budget_seconds=budget_seconds, device=args.device, deterministic=args.deterministic)
+
+        def run_batch(batch, whole):
+            outcome = run_experiment(batch, text, args.file, options, console=err, whole=whole)
+            return mean_scores(batch, read_summaries(batch)), outcome.stopped
+
+        width = args.jobs or min(default_jobs(spec.search.trials * len(seeds)), spec.search.trials)
+        plan, stopped = run_optuna(spec, Path(args.out), seeds, steps, run_batch, max(1, width))
+    except MdlRuntimeError as exc:
+        return fail(err, exc)
+    summary = experiment_summary(plan, read_summaries(plan))
+    write_experiment_summary(plan, summary)
+    outcome = Outcome(summary, [], len(plan.runs), stopped, frozenset(str(r.run_dir) for r in plan.runs))
+    return _experiment_finished(plan, outcome, out, err, args.json)
 
 
 def _print_plan(runs, out: Console, as_json: bool) -> int:
@@ -147,6 +190,8 @@ def _print_points(summary: dict, out: Console) -> None:
     for p in summary["points"]:
         mark = " [bold green]best[/]" if best is not None and p["point"] == best and len(summary["points"]) > 1 else ""
         spread = f"{num(p['mean'])} ± {num(p['std'])}" if p["std"] is not None else num(p["mean"])
+        if p.get("pruned"):
+            spread = "[dim]pruned[/]"
         ci = f"[{num(p['ci95'][0])}, {num(p['ci95'][1])}]" if p["ci95"] else "-"
         table.add_row(escape(p.get("name") or "(no sweep)") + mark, str(p["n"]), spread, num(p["min"]),
                       num(p["max"]), num(p["iqm"]), ci, f"{p['params']:,}")

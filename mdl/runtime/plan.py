@@ -149,6 +149,21 @@ def select_points(spec: ExperimentSpec, points: list[dict[str, Any]], selection:
     return chosen
 
 
+def make_point(spec: ExperimentSpec, values: dict[str, Any], budget_steps: int | None) -> Point:
+    """The experiment at one point with its static costs, pruned when over a limit or not buildable."""
+    at = spec.at(values)
+    if at.graph is None:
+        return Point(values, point_name(values), at, 0, None, None, None, f"does not build: {at.invalid}")
+    costs = point_costs(at, budget_steps)
+    return Point(values, point_name(values), at, *costs, prune_reason(costs, spec.limits))
+
+
+def runs_of(spec: ExperimentSpec, out: Path, points: list[Point], seeds: list[int]) -> list[PlannedRun]:
+    """Every unpruned point x seed, at `OUT/<experiment>/<point>/<seed>` (`OUT/<experiment>/<seed>` without a sweep)."""
+    return [PlannedRun(p, seed, out / spec.name / (p.name or "") / str(seed))
+            for p in points if p.pruned is None for seed in seeds]
+
+
 def plan(spec: ExperimentSpec, out: str | Path, seeds: list[int] | None = None, point: str | None = None,
          budget_steps: int | None = None) -> Plan:
     """The runs of `spec` under `out`: every point x seed, or those `seeds` / `point` (the `--point`
@@ -164,12 +179,7 @@ def plan(spec: ExperimentSpec, out: str | Path, seeds: list[int] | None = None, 
     def point_at(v: dict[str, Any]) -> Point:
         key = tuple((k, repr(x)) for k, x in v.items())
         if key not in points:
-            at = spec.at(v)
-            if at.graph is None:
-                points[key] = Point(v, point_name(v), at, 0, None, None, None, f"does not build: {at.invalid}")
-            else:
-                costs = point_costs(at, steps)
-                points[key] = Point(v, point_name(v), at, *costs, prune_reason(costs, spec.limits))
+            points[key] = make_point(spec, v, steps)
         return points[key]
 
     if spec.search.kind == "random":
@@ -180,9 +190,9 @@ def plan(spec: ExperimentSpec, out: str | Path, seeds: list[int] | None = None, 
         values = select_points(spec, values, parse_selection(point))
     listed = [point_at(v) for v in values]
     run_seeds = list(seeds) if seeds else list(spec.seeds)
-    runs = [PlannedRun(p, seed, out / spec.name / (p.name or "") / str(seed))  # no sweep: OUT/<exp>/<seed>
-            for p in listed if p.pruned is None for seed in run_seeds]
+    runs = runs_of(spec, out, listed, run_seeds)
     return Plan(spec.name, out, listed, runs, tuple(run_seeds))
 
 
-__all__ = ["Plan", "PlannedRun", "Point", "format_value", "parse_selection", "plan", "point_name", "short_keys"]
+__all__ = ["Plan", "PlannedRun", "Point", "format_value", "make_point", "parse_selection", "plan", "point_name",
+           "runs_of", "short_keys"]
