@@ -134,14 +134,17 @@ def _print_plan(runs, out: Console, as_json: bool) -> int:
     out.print(f"experiment {escape(runs.experiment)}: {len(runs.runs)} run{'s' * (len(runs.runs) != 1)} "
               f"({points} x seeds {', '.join(map(str, runs.seeds))}) "
               f"under {escape(str(runs.experiment_dir))}", highlight=False, soft_wrap=True)
-    table = Table(box=None, header_style="bold")
-    for column in ("point", "params", "FLOPs/sample", "train memory", "compute", "pruned"):
-        table.add_column(column, justify="left" if column in ("point", "pruned") else "right",
-                         overflow="fold", no_wrap=column == "point")
-    for p in runs.points:
-        table.add_row(escape(p.name or "(no sweep)"), f"{p.params:,}", format_count(p.flops), fmt_bytes(p.memory_bytes),
-                      f"{p.compute:.3g}" if p.compute is not None else "-", escape(p.pruned or ""))
-    out.print(table)
+    # Plain aligned text, not a rich Table: a 100-point plan prints in a millisecond instead of 45.
+    header = ("point", "params", "FLOPs/sample", "train memory", "compute", "pruned")
+    rows = [(p.name or "(no sweep)", f"{p.params:,}", format_count(p.flops), fmt_bytes(p.memory_bytes),
+             f"{p.compute:.3g}" if p.compute is not None else "-", p.pruned or "") for p in runs.points]
+    widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
+
+    def line(r: tuple[str, ...]) -> str:
+        cells = [c.ljust(w) if i in (0, 5) else c.rjust(w) for i, (c, w) in enumerate(zip(r, widths, strict=True))]
+        return "  ".join(cells).rstrip()
+
+    out.print("\n".join([line(header), *map(line, rows)]), markup=False, highlight=False, soft_wrap=True)
     return EXIT_OK
 
 

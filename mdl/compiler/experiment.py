@@ -100,6 +100,7 @@ class ExperimentSpec:
     elaborate: Callable[[dict[str, Any]], tuple[Graph | None, str | None]] | None = field(
         default=None, repr=False, compare=False)
     invalid: str | None = None  # at a point whose model does not build: the checker's first error
+    cost_cache: dict = field(default_factory=dict, repr=False, compare=False)  # mdl.compiler.search.point_costs
 
     def points(self) -> list[dict[str, Any]]:
         """The sweep's grid, one dict ("model.experts" -> 8, "algo.lr" -> 1e-4) per point, the first key

@@ -91,11 +91,14 @@ def point_costs(spec: Any, budget_steps: int | None) -> tuple[int, int | None, i
     from mdl.compiler import cost
 
     graph = spec.graph
-    flops = cost.total_flops(graph)
     rollout, minibatches, epochs = (int(spec.algo[k]) for k in ("rollout", "minibatches", "epochs"))
     envs = spec.env.envs if spec.env is not None else 1
     minibatch = max(1, rollout * envs // minibatches)
-    memory = cost.memory(graph, minibatch).training
+    cache = spec.cost_cache  # shared by every `at()` copy: the checker's figures are the plan's
+    key = (id(graph), minibatch)
+    if key not in cache or cache[key][0] is not graph:
+        cache[key] = (graph, cost.total_flops(graph), cost.memory(graph, minibatch).training)
+    _, flops, memory = cache[key]
     compute = budget_steps * flops * (1 + 3 * epochs) if budget_steps is not None and flops is not None else None
     return graph.params, flops, memory, compute
 
