@@ -95,6 +95,10 @@ async def test_sweep_and_limits_hints_count_points_and_pruning_and_a_limit_that_
     assert labels[sweep_line] == "12 points, 6 over the limits"  # 6 have more than 600k (tests/test_search.py)
     assert labels[sweep_line + 1] == "prunes 6 of 12 points"
     assert not [d for d in (await published(client, uri, 1)).diagnostics if d.code == "E0416"]
+    column = lines[sweep_line + 1].index("params")
+    hover = await client.text_document_hover_async(types.HoverParams(
+        types.TextDocumentIdentifier(uri), types.Position(sweep_line + 1, column + 2)))
+    assert hover is not None and "(limit): parameters" in hover.contents.value
     change_document(client, uri, 2, text.replace("params = 600k", "params = 10k"))
     (found,) = [d for d in (await published(client, uri, 2)).diagnostics if d.code == "E0416"]
     assert found.range.start.line == sweep_line + 1 and "params = 85_701" in found.message

@@ -305,7 +305,10 @@ class _Indexer(ScopeWalker):
         for entry in exp.entries:
             if isinstance(entry, ast.Section):
                 for e in entry.entries:
-                    self.sweep_key(e, model)
+                    if entry.kind == "sweep":
+                        self.sweep_key(e, model)
+                    else:  # a limit's key names a cost, never a parameter
+                        self.add(e.key_span.start, e.key, None, "property")
                     self.expr(e.value, {}, None)
 
     def sweep_key(self, e: ast.Entry, model) -> None:

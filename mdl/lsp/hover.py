@@ -23,6 +23,7 @@ from mdl.compiler.args import Arg
 from mdl.compiler.envs import ENV_KINDS
 from mdl.compiler.experiment import PPO_ARGS
 from mdl.compiler.primitives import PRIMITIVES, Primitive
+from mdl.compiler.search import LIMIT_KEYS
 from mdl.dsl import ast
 from mdl.dsl.format import format_expr
 from mdl.lsp.document import (
@@ -130,6 +131,11 @@ def hover_text(snap, offset: int) -> tuple[str, ast.Span] | None:
     if hit.kind == "definition":
         return _definition_hover(snap, hit.node), hit.node.name_span
     if hit.kind == "entry":
+        limits = any(isinstance(e, ast.Section) and e.kind == "limits" and hit.node in e.entries for e in hit.item.entries)
+        if limits and hit.node.key in LIMIT_KEYS:
+            kind, meaning = LIMIT_KEYS[hit.node.key]
+            return (f"**{hit.node.key}** (limit): {meaning}" + (" (`MB` or `GB`)" if kind == "bytes" else "")
+                    + "; a sweep point over it is never built or trained", hit.node.key_span)
         return _entry_hover(hit.node.key), hit.node.key_span
     return None
 
