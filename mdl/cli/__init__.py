@@ -25,7 +25,7 @@ from mdl.cli.common import parse_budget
 from mdl.runtime.errors import EXIT_OK, EXIT_RUNTIME
 
 # Command modules under mdl.cli, each with `register(sub: argparse._SubParsersAction) -> None`.
-COMMANDS = ("check", "compile", "fmt", "lsp", "train", "runs", "compare", "report", "models", "eval", "export",
+COMMANDS = ("check", "compile", "viz", "fmt", "lsp", "train", "runs", "compare", "report", "models", "eval", "export",
             "decompile")
 
 
