@@ -119,12 +119,20 @@ def parse_budget(text: str) -> tuple[int | None, float | None] | None:
 
 # ------------------------------------------------------------------------------------- argparse types
 def positive_int(text: str) -> int:
+    return _whole_number(text, 1)
+
+
+def non_negative_int(text: str) -> int:
+    return _whole_number(text, 0)
+
+
+def _whole_number(text: str, low: int) -> int:
     try:
         value = int(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError("must be at least 1")
+    if value < low:
+        raise argparse.ArgumentTypeError(f"must be at least {low}")
     return value
 
 
@@ -138,5 +146,5 @@ def seconds(text: str) -> float:
     return value
 
 
-__all__ = ["Sources", "fail", "fmt_bytes", "parse_budget", "positive_int", "print_errors", "read_text_file",
+__all__ = ["Sources", "fail", "fmt_bytes", "non_negative_int", "parse_budget", "positive_int", "print_errors", "read_text_file",
            "seconds"]

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from rich.console import Console
 
-from mdl.cli.common import Sources, fail, print_errors, read_text_file
+from mdl.cli.common import Sources, fail, non_negative_int, print_errors, read_text_file
 from mdl.files import write_bytes_atomic, write_text_atomic
 from mdl.runtime.errors import EXIT_OK, EXIT_USAGE
 
@@ -49,16 +49,6 @@ def cmd_viz(args: argparse.Namespace, out: Console, err: Console) -> int:
     return EXIT_OK
 
 
-def _depth(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"the depth must be 0 or more, got {value}")
-    return value
-
-
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("viz", help="draw a model's graph (SVG, PNG or Graphviz DOT; no Graphviz needed)")
     p.add_argument("file", metavar="FILE")
@@ -66,7 +56,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                                                    "its first experiment's)")
     p.add_argument("-o", "--output", metavar="OUT",
                    help="graph.svg, graph.png or graph.dot (default: FILE's name with .svg, here)")
-    p.add_argument("--depth", type=_depth, metavar="N",
+    p.add_argument("--depth", type=non_negative_int, metavar="N",
                    help="collapse blocks and repeats nested N or more levels deep into one box with their "
                         "summed parameters (0: every block; default: none)")
     p.set_defaults(run=cmd_viz)
